@@ -1,0 +1,191 @@
+"""Operations for the console: classrooms, members, history, kick, close, support tokens, stats.
+
+The admin Lambda (invoked through IAM, never from the internet) and the sandbox's ``/_admin``
+run this same code. A request is a JSON object with ``op``; the answer is ``{"ok": true, ...}``
+or ``{"ok": false, "error": code, "message": sentence}``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+
+from backend import classroom, tokens
+from backend.poster import Gone, Poster, PostError
+from backend.registry import Registry
+
+MAX_PAGE = 500
+SUPPORT_TOKEN_TTL = 900
+SUPPORT_TOKEN_MAX_TTL = 3600
+
+
+class AdminError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _room(request: dict) -> str:
+    room = request.get("room")
+    if not tokens.valid_room(room):
+        raise AdminError("invalid", "room must be 1-64 characters of A-Z a-z 0-9 _ -")
+    return room
+
+
+def _int(request: dict, name: str, default: int, low: int, high: int) -> int:
+    value = request.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise AdminError("invalid", f"{name} must be an integer from {low} to {high}")
+    return value
+
+
+def rooms(registry: Registry, request: dict) -> dict:
+    cursor = request.get("cursor") or "0"
+    if not isinstance(cursor, str) or not cursor.isdigit():
+        raise AdminError("invalid", "cursor must be the value a previous page returned")
+    limit = _int(request, "limit", 50, 1, MAX_PAGE)
+    names, next_cursor = registry.rooms(int(cursor), limit)
+    listed = []
+    for name in names:
+        members = registry.members(name)
+        if not members:
+            registry.forget_room(name)
+            continue
+        listed.append(
+            {
+                "room": name,
+                "members": sum(not m.hidden for m in members),
+                "hidden": sum(m.hidden for m in members),
+                "lastActivity": registry.last_activity(name),
+                "latestSeq": registry.latest_seq(name),
+            }
+        )
+    return {"rooms": listed, "cursor": str(next_cursor) if next_cursor else None}
+
+
+def members(registry: Registry, request: dict) -> dict:
+    room = _room(request)
+    return {"room": room, "members": [asdict(m) for m in registry.members(room)]}
+
+
+def history(registry: Registry, request: dict) -> dict:
+    room = _room(request)
+    since = _int(request, "since", 0, 0, 2**53)
+    found = registry.history(room, since)
+    return {
+        "room": room,
+        "messages": [json.loads(m) for m in found.messages],
+        "latest": found.latest,
+        "truncated": found.truncated,
+    }
+
+
+def kick(registry: Registry, poster: Poster, request: dict) -> dict:
+    connection_id = request.get("connectionId")
+    if not isinstance(connection_id, str) or not connection_id:
+        raise AdminError("invalid", "connectionId is required")
+    try:
+        poster.delete(connection_id)
+        closed = True
+    except Gone:
+        closed = False
+    except PostError as error:
+        raise AdminError(
+            "unavailable", f"the management API refused to close it: {error}"
+        ) from None
+    record = registry.room_of(connection_id)
+    if record:
+        classroom.disconnect(registry, poster, connection_id, room=record["room"])
+    return {"connectionId": connection_id, "kicked": closed or bool(record)}
+
+
+def close_room(registry: Registry, poster: Poster, request: dict) -> dict:
+    room = _room(request)
+    closed = 0
+    for member in registry.members(room):
+        try:
+            poster.delete(member.connectionId)
+            closed += 1
+        except PostError:
+            pass
+        registry.leave(room, member.connectionId)
+    registry.forget_room(room)
+    return {"room": room, "closed": closed}
+
+
+def support_token(secret: str, request: dict) -> dict:
+    staff = request.get("staff")
+    if not isinstance(staff, str) or not staff.strip():
+        raise AdminError("invalid", "staff (the calling staff member's identity) is required")
+    room = request.get("room", "*")
+    if room != "*":
+        room = _room(request)
+    ttl = _int(request, "ttl", SUPPORT_TOKEN_TTL, 60, SUPPORT_TOKEN_MAX_TTL)
+    now = int(time.time())
+    token = tokens.mint(
+        secret, sub=staff, role="support", rooms=[room], ttl=ttl, name=staff, now=now
+    )
+    return {"token": token, "expiresAt": now + ttl, "room": room}
+
+
+def stats(registry: Registry, request: dict) -> dict:
+    cursor, rooms_seen, members_total, hidden_total = 0, 0, 0, 0
+    while True:
+        names, cursor = registry.rooms(cursor, MAX_PAGE)
+        for name in names:
+            found = registry.members(name)
+            if found:
+                rooms_seen += 1
+                members_total += sum(not m.hidden for m in found)
+                hidden_total += sum(m.hidden for m in found)
+        if cursor == 0:
+            break
+    return {
+        "rooms": rooms_seen,
+        "connections": members_total + hidden_total,
+        "members": members_total,
+        "support": hidden_total,
+    }
+
+
+def audit(registry: Registry, request: dict) -> dict:
+    count = _int(request, "count", 100, 1, 1000)
+    return {"entries": registry.audit_entries(count)}
+
+
+def handle(request: object, registry: Registry, poster_factory, secret_factory) -> dict:
+    """Runs one admin request; ``poster_factory()`` and ``secret_factory()`` are called lazily."""
+    if not isinstance(request, dict):
+        return {"ok": False, "error": "invalid", "message": "the request must be a JSON object"}
+    op = request.get("op")
+    try:
+        if op == "rooms":
+            answer = rooms(registry, request)
+        elif op == "members":
+            answer = members(registry, request)
+        elif op == "history":
+            answer = history(registry, request)
+        elif op == "kick":
+            answer = kick(registry, poster_factory(), request)
+        elif op == "close_room":
+            answer = close_room(registry, poster_factory(), request)
+        elif op == "support_token":
+            answer = support_token(secret_factory(), request)
+        elif op == "stats":
+            answer = stats(registry, request)
+        elif op == "audit":
+            answer = audit(registry, request)
+        else:
+            raise AdminError(
+                "unknown_op",
+                f"unknown op {op!r}; expected one of rooms, members, history, kick, close_room, "
+                "support_token, stats, audit",
+            )
+    except AdminError as error:
+        return {"ok": False, "error": error.code, "message": error.message}
+    return {"ok": True, **answer}
+
+
+OPS = ("rooms", "members", "history", "kick", "close_room", "support_token", "stats", "audit")

@@ -1,0 +1,181 @@
+"""What happens in a classroom: members come and go, messages are stored and fanned out.
+
+Plain functions over a ``Registry`` and a ``Poster`` passed in, so tests and the sandbox call
+them with real clients pointed wherever they like. Replies to the sender go through the
+management API too, exactly as in AWS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from backend import frames
+from backend.fanout import FanoutResult, deliver
+from backend.observability import COUNT, logger, record
+from backend.poster import Gone, Poster, PostError
+from backend.registry import Member, Registry, now_ms
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The connection a frame came from, as the authorizer's context names it."""
+
+    connection_id: str
+    user_id: str
+    role: str
+    room: str
+
+    @property
+    def hidden(self) -> bool:
+        return self.role == "support"
+
+
+def fan_out(
+    registry: Registry,
+    poster: Poster,
+    room: str,
+    targets: list[str],
+    payload: str,
+    concurrency: int,
+) -> FanoutResult:
+    """Delivers to ``targets`` and removes the registrations that answered 410."""
+    result = deliver(poster, targets, payload, concurrency)
+    pruned = registry.prune(room, result.gone) if result.gone else 0
+    record("FanoutSize", COUNT, len(targets))
+    record("Deliveries", COUNT, result.delivered)
+    record("StaleConnectionsPruned", COUNT, pruned)
+    record("PostFailures", COUNT, len(result.failed))
+    if result.throttled_retries:
+        record("ThrottledRetries", COUNT, result.throttled_retries)
+    if result.failed:
+        logger.warning(
+            "some deliveries failed",
+            extra={
+                "room": room,
+                "failed": len(result.failed),
+                "sample": dict(list(result.failed.items())[:5]),
+            },
+        )
+    return result
+
+
+def reply(poster: Poster, caller: Caller, payload: str) -> bool:
+    """Sends a frame to the caller; False when the caller is already gone."""
+    try:
+        poster.post(caller.connection_id, payload.encode("utf-8"))
+        return True
+    except Gone:
+        return False
+    except PostError as error:
+        logger.warning(
+            "reply failed", extra={"connectionId": caller.connection_id, "error": str(error)}
+        )
+        return False
+
+
+def connect(
+    registry: Registry,
+    poster: Poster,
+    caller: Caller,
+    *,
+    source_ip: str = "",
+    user_agent: str = "",
+    connected_at: int | None = None,
+    concurrency: int = 64,
+) -> FanoutResult:
+    """Registers the connection and tells the classroom ``join`` (support stays hidden)."""
+    member = Member(
+        connectionId=caller.connection_id,
+        userId=caller.user_id,
+        role=caller.role,
+        connectedAt=connected_at or now_ms(),
+        sourceIp=source_ip,
+        userAgent=user_agent,
+        hidden=caller.hidden,
+    )
+    others = registry.join(caller.room, member)
+    if caller.hidden:
+        return FanoutResult()
+    return fan_out(
+        registry,
+        poster,
+        caller.room,
+        others,
+        frames.join(caller.room, caller.user_id, caller.role),
+        concurrency,
+    )
+
+
+def disconnect(
+    registry: Registry,
+    poster: Poster,
+    connection_id: str,
+    *,
+    room: str | None = None,
+    concurrency: int = 64,
+) -> FanoutResult:
+    """Removes the connection and tells the classroom ``leave``; safe to run twice."""
+    record_ = registry.room_of(connection_id)
+    room = (record_ or {}).get("room") or room
+    if not room:
+        return FanoutResult()
+    member, others = registry.leave(room, connection_id)
+    if member is None or member.hidden:
+        return FanoutResult()
+    return fan_out(
+        registry, poster, room, others, frames.leave(room, member.userId, member.role), concurrency
+    )
+
+
+def handle_frame(
+    registry: Registry,
+    poster: Poster,
+    caller: Caller,
+    body: str | bytes | None,
+    *,
+    concurrency: int = 64,
+) -> str | None:
+    """Answers one client frame; returns the error code it earned, if any."""
+    try:
+        request = frames.parse(body, caller.room)
+    except frames.FrameError as error:
+        reply(poster, caller, frames.error(error.code, error.message, error.client_id))
+        return error.code
+
+    if isinstance(request, frames.Send):
+        now = now_ms()
+        head, tail = frames.message_parts(caller.room, now, caller.user_id, caller.role, request)
+        seq, members = registry.store(caller.room, caller.connection_id, head, tail, now)
+        if seq == 0:
+            limit = registry.rate_limit_per_second
+            message = f"at most {limit} messages a second; slow down and resend"
+            reply(poster, caller, frames.error("rate_limited", message, request.id))
+            return "rate_limited"
+        if caller.hidden:
+            registry.audit(
+                {
+                    "staff": caller.user_id,
+                    "connectionId": caller.connection_id,
+                    "room": caller.room,
+                    "seq": seq,
+                    "type": request.type,
+                    "ts": now,
+                }
+            )
+        reply(poster, caller, frames.ack(request.id, seq))
+        others = [m for m in members if m != caller.connection_id]
+        fan_out(registry, poster, caller.room, others, head + str(seq) + tail, concurrency)
+    elif isinstance(request, frames.Sync):
+        history = registry.history(caller.room, request.since)
+        reply(
+            poster,
+            caller,
+            frames.history(caller.room, history.messages, history.latest, history.truncated),
+        )
+    elif isinstance(request, frames.Who):
+        visible = [m.presence() for m in registry.members(caller.room) if not m.hidden]
+        reply(poster, caller, frames.presence(caller.room, visible))
+    else:
+        registry.refresh(caller.room, caller.connection_id)
+        reply(poster, caller, frames.pong(now_ms()))
+    return None

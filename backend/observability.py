@@ -1,0 +1,70 @@
+"""Structured JSON logs and CloudWatch metrics in embedded metric format (Powertools).
+
+Metrics are printed as EMF lines on stdout by ``flush()``, never sent by API calls, so they cost
+nothing per message and work the same in Lambda, the sandbox and tests. The sandbox also listens
+to every recorded metric (``add_listener``) to serve them on its ``/_metrics`` endpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "classroom")
+NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "ClassroomConsole")
+
+logger = Logger(service=SERVICE)
+metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+
+MetricListener = Callable[[str, str, float], None]
+_listeners: list[MetricListener] = []
+# Powertools keeps one metric set per process; the sandbox runs handlers on many threads.
+_lock = threading.Lock()
+
+COUNT = MetricUnit.Count.value
+MILLISECONDS = MetricUnit.Milliseconds.value
+
+
+def add_listener(listener: MetricListener) -> None:
+    _listeners.append(listener)
+
+
+def remove_listener(listener: MetricListener) -> None:
+    if listener in _listeners:
+        _listeners.remove(listener)
+
+
+def record(name: str, unit: str, value: float) -> None:
+    """Add one metric point to this invocation's EMF record and tell the listeners."""
+    with _lock:
+        metrics.add_metric(name=name, unit=unit, value=value)
+    for listener in list(_listeners):
+        listener(name, unit, value)
+
+
+def flush() -> None:
+    """Print the invocation's metrics as one EMF line (nothing when none were recorded)."""
+    with _lock:
+        if metrics.metric_set:
+            metrics.flush_metrics(raise_on_empty_metrics=False)
+        metrics.clear_metrics()
+
+
+@contextmanager
+def invocation(handler_name: str) -> Iterator[None]:
+    """Time a handler invocation, then flush its metrics, also when it raised."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        elapsed_ms = (time.perf_counter() - started) * 1000.0
+        with _lock:
+            metrics.add_dimension(name="Handler", value=handler_name)
+        record("HandlerDuration", MILLISECONDS, elapsed_ms)
+        flush()
