@@ -59,7 +59,7 @@ def _boto_config(concurrency: int):
     # Retries are the fan-out's job, so both posters report the first answer as it is.
     return Config(
         max_pool_connections=concurrency,
-        retries={"max_attempts": 1, "mode": "standard"},
+        retries={"total_max_attempts": 1, "mode": "standard"},
         connect_timeout=3,
         read_timeout=5,
     )
@@ -214,7 +214,23 @@ class LeanPoster:
         self._request("DELETE", connection_id)
 
     def get(self, connection_id: str) -> dict:
-        return json.loads(self._request("GET", connection_id).data or b"{}")
+        """GetConnection, in the shape boto3 returns it."""
+        wire = json.loads(self._request("GET", connection_id).data or b"{}")
+        identity = wire.get("identity") or {}
+        answer = {
+            "Identity": {
+                "SourceIp": identity.get("sourceIp"),
+                "UserAgent": identity.get("userAgent"),
+            }
+        }
+        for key in ("connectedAt", "lastActiveAt"):
+            if wire.get(key):
+                answer[key[0].upper() + key[1:]] = _timestamp(wire[key])
+        return answer
+
+
+def _timestamp(text: str) -> datetime.datetime:
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 POSTERS = {"lean": LeanPoster, "boto3": Boto3Poster}

@@ -97,9 +97,11 @@ class ManagementApi:
             def _connection_id(self) -> str | None:
                 prefix = f"/{STAGE}/@connections/"
                 path = unquote(self.path)
-                return path[len(prefix):] if path.startswith(prefix) else None
+                return path[len(prefix) :] if path.startswith(prefix) else None
 
-            def _answer(self, status: int, body: bytes = b"", error_type: str | None = None) -> None:
+            def _answer(
+                self, status: int, body: bytes = b"", error_type: str | None = None
+            ) -> None:
                 self.send_response(status)
                 if error_type:
                     self.send_header("x-amzn-ErrorType", error_type)
@@ -112,7 +114,9 @@ class ManagementApi:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 connection_id = self._connection_id()
-                if connection_id is None or "authorization" not in {k.lower() for k in self.headers}:
+                if connection_id is None or "authorization" not in {
+                    k.lower() for k in self.headers
+                }:
                     return self._answer(403, b'{"message":"Forbidden"}', "ForbiddenException")
                 with api.lock:
                     if connection_id in api.gone:
@@ -130,9 +134,12 @@ class ManagementApi:
                         api.deleted.append(connection_id)
                         api.gone.add(connection_id)
                 if method == "GET":
-                    info = {"ConnectedAt": "2026-11-29T21:05:18.000Z",
-                            "Identity": {"SourceIp": "203.0.113.7", "UserAgent": "test"},
-                            "LastActiveAt": "2026-11-29T21:05:19.000Z"}
+                    # GetConnection's wire format, as API Gateway sends it.
+                    info = {
+                        "connectedAt": "2026-11-29T21:05:18.000Z",
+                        "identity": {"sourceIp": "203.0.113.7", "userAgent": "test"},
+                        "lastActiveAt": "2026-11-29T21:05:19.000Z",
+                    }
                     return self._answer(200, json.dumps(info).encode())
                 return self._answer(204 if method == "DELETE" else 200)
 

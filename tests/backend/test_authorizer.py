@@ -37,7 +37,12 @@ def test_valid_token_allows_with_context(backend_env):
     answer = authorize(token(name="Ada"))
     assert effect(answer) == "Allow"
     assert answer["principalId"] == "student-1"
-    assert answer["context"] == {"userId": "student-1", "role": "student", "room": "physics-101", "name": "Ada"}
+    assert answer["context"] == {
+        "userId": "student-1",
+        "role": "student",
+        "room": "physics-101",
+        "name": "Ada",
+    }
     statement = answer["policyDocument"]["Statement"][0]
     assert statement["Resource"] == load_event("authorizer")["methodArn"]
     assert statement["Action"] == "execute-api:Invoke"

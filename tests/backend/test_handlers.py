@@ -21,22 +21,31 @@ def context_for(connection_id: str, user_id: str, role: str, room: str = ROOM) -
 
 def join(connection_id: str, user_id: str, role: str = "student", room: str = ROOM) -> dict:
     event = load_event(
-        "connect", connectionId=connection_id, authorizer=context_for(connection_id, user_id, role, room)
+        "connect",
+        connectionId=connection_id,
+        authorizer=context_for(connection_id, user_id, role, room),
     )
     return connect.handler(event, LambdaContext())
 
 
 def leave(connection_id: str, user_id: str, role: str = "student", room: str = ROOM) -> dict:
     event = load_event(
-        "disconnect", connectionId=connection_id, authorizer=context_for(connection_id, user_id, role, room)
+        "disconnect",
+        connectionId=connection_id,
+        authorizer=context_for(connection_id, user_id, role, room),
     )
     return disconnect.handler(event, LambdaContext())
 
 
-def frame(connection_id: str, user_id: str, body, role: str = "student", route: str = "send") -> dict:
+def frame(
+    connection_id: str, user_id: str, body, role: str = "student", route: str = "send"
+) -> dict:
     text = body if isinstance(body, str) else json.dumps(body)
     event = load_event(
-        "message", connectionId=connection_id, routeKey=route, body=text,
+        "message",
+        connectionId=connection_id,
+        routeKey=route,
+        body=text,
         authorizer=context_for(connection_id, user_id, role),
     )
     return messages.handler(event, LambdaContext())
@@ -65,26 +74,37 @@ def test_connect_registers_the_connection_details(backend_env, redis_client):
     join("S1", "student-1")
     info = json.loads(redis_client.hget(room_keys(ROOM)[1], "S1"))
     assert info == {
-        "connectionId": "S1", "userId": "student-1", "role": "student",
-        "connectedAt": 1796072718000, "sourceIp": "203.0.113.7",
-        "userAgent": "Mozilla/5.0 (Whiteboard)", "hidden": False,
+        "connectionId": "S1",
+        "userId": "student-1",
+        "role": "student",
+        "connectedAt": 1796072718000,
+        "sourceIp": "203.0.113.7",
+        "userAgent": "Mozilla/5.0 (Whiteboard)",
+        "hidden": False,
     }
     assert 0 < redis_client.ttl("conn:{S1}") <= 7200
 
 
 def test_send_stores_acks_and_delivers_to_everyone_else(classroom):
-    body = {"action": "send", "type": "whiteboard.stroke",
-            "data": {"points": [[0, 0], [10, 12]], "empty": [], "big": 2**60, "text": "Grüße ✓"},
-            "id": "m1"}
+    body = {
+        "action": "send",
+        "type": "whiteboard.stroke",
+        "data": {"points": [[0, 0], [10, 12]], "empty": [], "big": 2**60, "text": "Grüße ✓"},
+        "id": "m1",
+    }
     assert frame("S1", "student-1", body) == {"statusCode": 200}
     assert classroom.frames("S1") == [{"event": "ack", "id": "m1", "seq": 1}]
     for member in ("T1", "S2"):
         (message,) = classroom.frames(member)
         assert message.pop("ts") > 0
         assert message == {
-            "event": "message", "room": ROOM, "seq": 1,
+            "event": "message",
+            "room": ROOM,
+            "seq": 1,
             "from": {"userId": "student-1", "role": "student"},
-            "type": "whiteboard.stroke", "data": body["data"], "id": "m1",
+            "type": "whiteboard.stroke",
+            "data": body["data"],
+            "id": "m1",
         }
 
 
@@ -92,7 +112,9 @@ def test_seqs_are_contiguous_and_the_room_field_must_match(classroom):
     frame("S1", "student-1", {"action": "send", "type": "chat.message", "id": "a"})
     frame("S2", "student-2", {"action": "send", "type": "chat.message", "room": ROOM, "id": "b"})
     frame("T1", "teacher-1", {"action": "send", "type": "classroom.state"}, role="teacher")
-    acks = [f["seq"] for m in ("S1", "S2", "T1") for f in classroom.frames(m) if f["event"] == "ack"]
+    acks = [
+        f["seq"] for m in ("S1", "S2", "T1") for f in classroom.frames(m) if f["event"] == "ack"
+    ]
     assert acks == [1, 2, 3]
 
 
@@ -130,8 +152,11 @@ BAD_FRAMES = [
 def test_bad_frames_get_their_error_and_nothing_is_stored_or_delivered(
     classroom, redis_client, body, code, client_id
 ):
-    route = body.get("action") if isinstance(body, dict) and body.get("action") in (
-        "send", "sync", "who", "ping") else "$default"
+    route = (
+        body.get("action")
+        if isinstance(body, dict) and body.get("action") in ("send", "sync", "who", "ping")
+        else "$default"
+    )
     frame("S1", "student-1", body, route=route)
     (error,) = classroom.frames("S1")
     assert error["event"] == "error"
@@ -208,7 +233,9 @@ def test_who_lists_visible_members(classroom):
     assert presence["event"] == "presence" and presence["room"] == ROOM
     members = presence["members"]
     assert sorted((m["userId"], m["role"]) for m in members) == [
-        ("student-1", "student"), ("student-2", "student"), ("teacher-1", "teacher")
+        ("student-1", "student"),
+        ("student-2", "student"),
+        ("teacher-1", "teacher"),
     ]
     assert all(m["connectedAt"] == 1796072718000 for m in members)
     assert set(members[0]) == {"userId", "role", "connectedAt"}
@@ -236,8 +263,12 @@ def test_disconnect_tells_leave_and_is_idempotent(classroom, redis_client):
 def test_support_is_hidden_and_its_injections_are_marked_and_audited(classroom, redis_client):
     join("X1", "staff@example.com", "support")
     assert classroom.frames("T1") == []
-    frame("X1", "staff@example.com", {"action": "send", "type": "chat.message", "data": "hi"},
-          role="support")
+    frame(
+        "X1",
+        "staff@example.com",
+        {"action": "send", "type": "chat.message", "data": "hi"},
+        role="support",
+    )
     (message,) = classroom.frames("S1")
     assert message["from"] == {"userId": "staff@example.com", "role": "support"}
     (entry,) = redis_client.xrange("audit:support")[-1:]
@@ -329,8 +360,11 @@ def test_concurrent_senders_get_contiguous_seqs(backend_env, management, redis_c
 
     def burst(connection_id: str) -> None:
         for n in range(25):
-            frame(connection_id, f"user-{connection_id}",
-                  {"action": "send", "type": "cursor.move", "id": f"{connection_id}-{n}"})
+            frame(
+                connection_id,
+                f"user-{connection_id}",
+                {"action": "send", "type": "cursor.move", "id": f"{connection_id}-{n}"},
+            )
 
     threads = [threading.Thread(target=burst, args=(c,)) for c in senders]
     for thread in threads:

@@ -1,0 +1,148 @@
+"""The admin Lambda: what the console asks of a deployment, on a real Redis."""
+
+from __future__ import annotations
+
+import pytest
+
+from backend import tokens
+from backend.handlers import admin
+from tests.backend.conftest import SECRET, LambdaContext
+from tests.backend.test_handlers import frame, join
+
+
+def ask(**request) -> dict:
+    return admin.handler(request, LambdaContext(function_name="classroom-admin"))
+
+
+@pytest.fixture
+def school(backend_env, management):
+    join("T1", "teacher-1", "teacher", room="physics-101")
+    join("S1", "student-1", room="physics-101")
+    join("X1", "staff@example.com", "support", room="physics-101")
+    for n in range(3):
+        join(f"C{n}", f"chem-{n}", room="chemistry-2")
+    management.reset()
+    return management
+
+
+def test_rooms_pages_through_the_index_with_a_cursor(backend_env, management):
+    for n in range(30):
+        join(f"R{n}", f"user-{n}", room=f"room-{n:02d}")
+    seen, cursor, pages = [], None, 0
+    while True:
+        answer = ask(op="rooms", limit=7, **({"cursor": cursor} if cursor else {}))
+        assert answer["ok"] is True
+        seen += [r["room"] for r in answer["rooms"]]
+        pages += 1
+        cursor = answer["cursor"]
+        if cursor is None:
+            break
+    assert sorted(set(seen)) == [f"room-{n:02d}" for n in range(30)]
+    assert pages >= 1
+
+
+def test_rooms_reports_members_activity_and_seq(school):
+    frame("S1", "student-1", {"action": "send", "type": "chat.message"})
+    answer = ask(op="rooms")
+    rooms = {r["room"]: r for r in answer["rooms"]}
+    assert rooms["physics-101"]["members"] == 2
+    assert rooms["physics-101"]["hidden"] == 1
+    assert rooms["physics-101"]["latestSeq"] == 1
+    assert rooms["physics-101"]["lastActivity"] > 0
+    assert rooms["chemistry-2"]["members"] == 3
+
+
+def test_members_have_their_details(school):
+    answer = ask(op="members", room="physics-101")
+    by_id = {m["connectionId"]: m for m in answer["members"]}
+    assert set(by_id) == {"T1", "S1", "X1"}
+    assert by_id["X1"]["hidden"] is True and by_id["X1"]["role"] == "support"
+    assert by_id["S1"]["sourceIp"] == "203.0.113.7"
+    assert by_id["S1"]["userAgent"] == "Mozilla/5.0 (Whiteboard)"
+
+
+def test_history_since_a_seq(school):
+    for n in range(4):
+        frame("S1", "student-1", {"action": "send", "type": "chat.message", "data": n})
+    answer = ask(op="history", room="physics-101", since=2)
+    assert [m["seq"] for m in answer["messages"]] == [3, 4]
+    assert answer["latest"] == 4 and answer["truncated"] is False
+
+
+def test_kick_closes_the_connection_and_tells_the_room(school):
+    answer = ask(op="kick", connectionId="S1")
+    assert answer == {"ok": True, "connectionId": "S1", "kicked": True}
+    assert school.deleted == ["S1"]
+    assert [f["event"] for f in school.frames("T1")] == ["leave"]
+    assert {m["connectionId"] for m in ask(op="members", room="physics-101")["members"]} == {
+        "T1",
+        "X1",
+    }
+
+
+def test_kick_of_an_unknown_connection(school):
+    school.gone.add("nobody")
+    assert ask(op="kick", connectionId="nobody")["kicked"] is False
+
+
+def test_close_room_closes_everyone(school):
+    answer = ask(op="close_room", room="chemistry-2")
+    assert answer["closed"] == 3
+    assert sorted(school.deleted) == ["C0", "C1", "C2"]
+    assert ask(op="members", room="chemistry-2")["members"] == []
+    assert "chemistry-2" not in {r["room"] for r in ask(op="rooms")["rooms"]}
+
+
+def test_support_token_is_short_lived_and_verifies(school):
+    answer = ask(op="support_token", staff="ada@example.com", room="physics-101", ttl=300)
+    identity = tokens.verify(answer["token"], "physics-101", SECRET)
+    assert identity.role == "support" and identity.user_id == "ada@example.com"
+    with pytest.raises(tokens.TokenRejected):
+        tokens.verify(answer["token"], "chemistry-2", SECRET)
+    star = ask(op="support_token", staff="ada@example.com")
+    assert tokens.verify(star["token"], "chemistry-2", SECRET).role == "support"
+
+
+def test_stats(school):
+    assert ask(op="stats") == {"ok": True, "rooms": 2, "connections": 6, "members": 5, "support": 1}
+
+
+def test_audit_lists_support_injections(school):
+    frame("X1", "staff@example.com", {"action": "send", "type": "chat.message"}, role="support")
+    (entry,) = ask(op="audit")["entries"]
+    assert entry["staff"] == "staff@example.com" and entry["room"] == "physics-101"
+
+
+@pytest.mark.parametrize(
+    ("request_", "code"),
+    [
+        ({}, "unknown_op"),
+        ({"op": "explode"}, "unknown_op"),
+        ({"op": "members"}, "invalid"),
+        ({"op": "members", "room": "bad room"}, "invalid"),
+        ({"op": "history", "room": "r", "since": -1}, "invalid"),
+        ({"op": "rooms", "limit": 0}, "invalid"),
+        ({"op": "rooms", "cursor": "abc"}, "invalid"),
+        ({"op": "kick"}, "invalid"),
+        ({"op": "support_token"}, "invalid"),
+        ({"op": "support_token", "staff": "a", "ttl": 86400}, "invalid"),
+    ],
+)
+def test_bad_requests_get_a_clear_error(backend_env, request_, code):
+    answer = admin.handler(request_, LambdaContext())
+    assert answer["ok"] is False
+    assert answer["error"] == code
+    assert answer["message"]
+
+
+def test_a_request_that_is_not_an_object(backend_env):
+    assert admin.handler(["rooms"], LambdaContext())["error"] == "invalid"
+
+
+def test_redis_down_is_unavailable(monkeypatch, backend_env):
+    from backend import runtime
+
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
+    runtime.reset()
+    answer = ask(op="stats")
+    assert answer["ok"] is False and answer["error"] == "unavailable"

@@ -1,0 +1,119 @@
+"""The registry on a real Redis Cluster (three masters), as ElastiCache's cluster mode runs it.
+
+Per-classroom keys share a hash tag, so a classroom's scripts run in one slot however the
+classrooms spread over the shards.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+
+import pytest
+from redis.cluster import RedisCluster
+
+from backend.registry import Member, Registry, room_keys
+from tests.conftest import free_port, wait_for_port
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    binary, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if binary is None or cli is None:
+        pytest.fail(
+            "redis-server and redis-cli are needed; the README's test command installs them"
+        )
+    ports = [cluster_port() for _ in range(3)]
+    workdir = tempfile.mkdtemp(prefix="classroom-cluster-")
+    processes = [
+        subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                f"nodes-{port}.conf",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                workdir,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for port in ports
+    ]
+    try:
+        for port in ports:
+            wait_for_port(port)
+        subprocess.run(
+            [cli, "--cluster", "create", *[f"127.0.0.1:{p}" for p in ports], "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        client = RedisCluster(host="127.0.0.1", port=ports[0], decode_responses=True)
+        for _ in range(100):
+            if client.cluster_info().get("cluster_state") == "ok":
+                break
+            subprocess.run(["sleep", "0.1"], check=True)
+        yield client
+        client.close()
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=10)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is valid too."""
+    while True:
+        port = free_port()
+        if port + 10000 < 65535:
+            return port
+
+
+def member(connection_id: str, user: str, role: str = "student") -> Member:
+    return Member(connection_id, user, role, connectedAt=1)
+
+
+def test_classrooms_live_on_several_shards(cluster):
+    slots = {cluster.keyslot(room_keys(f"room-{n}")[0]) for n in range(20)}
+    nodes = {cluster.get_node_from_key(room_keys(f"room-{n}")[0]).name for n in range(20)}
+    assert len(slots) > 1 and len(nodes) > 1
+    for n in range(20):
+        keys = room_keys(f"room-{n}")
+        assert len({cluster.keyslot(k) for k in keys}) == 1
+
+
+def test_registry_works_in_cluster_mode(cluster):
+    registry = Registry(cluster, log_max_messages=3, rate_limit_per_second=0)
+    for n in range(12):
+        room = f"class-{n}"
+        assert registry.join(room, member(f"{room}-a", "alice")) == []
+        assert registry.join(room, member(f"{room}-b", "bob")) == [f"{room}-a"]
+        for _ in range(5):
+            seq, members = registry.store(room, f"{room}-a", '{"seq":', "}")
+        assert seq == 5 and sorted(members) == [f"{room}-a", f"{room}-b"]
+        history = registry.history(room, 0)
+        assert [m for m in history.messages] == ['{"seq":3}', '{"seq":4}', '{"seq":5}']
+        assert history.truncated is True
+        assert [m.userId for m in registry.members(room)] == ["alice", "bob"]
+        gone, left = registry.leave(room, f"{room}-b")
+        assert gone.userId == "bob" and left == [f"{room}-a"]
+        assert registry.room_of(f"{room}-a")["room"] == room
+    listed, cursor = [], 0
+    while True:
+        page, cursor = registry.rooms(cursor, 5)
+        listed += page
+        if cursor == 0:
+            break
+    assert {f"class-{n}" for n in range(12)} <= set(listed)
