@@ -112,6 +112,15 @@ def parse(body: str | bytes | None, room: str) -> Request:
     return Ping(client_id)
 
 
+def client_id_of(body: str | bytes | None) -> str | None:
+    """The frame's ``id`` when it has a readable one, so late errors can still name it."""
+    try:
+        found = json.loads(body or "").get("id")
+    except (ValueError, AttributeError, TypeError):
+        return None
+    return found if isinstance(found, str) else None
+
+
 def sender(user_id: str, role: str) -> dict:
     return {"userId": user_id, "role": role}
 

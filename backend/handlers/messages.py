@@ -27,12 +27,13 @@ def handler(event: dict, context: object) -> dict:
             )
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
             logger.exception("redis unavailable", extra={"connectionId": who.connection_id})
-            classroom.reply(
-                management,
-                who,
-                frames.error("unavailable", "the classroom service is unavailable; retry shortly"),
-            )
+            message = "the classroom service is unavailable; retry shortly"
+            error = frames.error("unavailable", message, frames.client_id_of(event.get("body")))
+            classroom.reply(management, who, error)
         except Exception:
             logger.exception("frame failed", extra={"connectionId": who.connection_id})
-            classroom.reply(management, who, frames.error("internal", "internal error"))
+            error = frames.error(
+                "internal", "internal error", frames.client_id_of(event.get("body"))
+            )
+            classroom.reply(management, who, error)
         return OK

@@ -342,13 +342,13 @@ def test_redis_down_answers_unavailable(monkeypatch, classroom):
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
     runtime.reset()
     frame("S1", "student-1", {"action": "send", "type": "chat.message", "id": "m"})
-    assert [f["code"] for f in classroom.frames("S1")] == ["unavailable"]
+    assert [(f["code"], f["id"]) for f in classroom.frames("S1")] == [("unavailable", "m")]
 
 
 def test_unexpected_redis_error_answers_internal(classroom, redis_client):
     redis_client.set(room_keys(ROOM)[3], "not a number")
     frame("S1", "student-1", {"action": "send", "type": "chat.message", "id": "m"})
-    assert [f["code"] for f in classroom.frames("S1")] == ["internal"]
+    assert [(f["code"], f["id"]) for f in classroom.frames("S1")] == [("internal", "m")]
     assert classroom.frames("S2") == []
 
 
