@@ -145,6 +145,10 @@ def handle_frame(
     if isinstance(request, frames.Send):
         now = now_ms()
         head, tail = frames.message_parts(caller.room, now, caller.user_id, caller.role, request)
+        if not frames.deliverable(head, tail):
+            message = "with its envelope the message would exceed 128 KB; send less data"
+            reply(poster, caller, frames.error("too_large", message, request.id))
+            return "too_large"
         seq, members = registry.store(caller.room, caller.connection_id, head, tail, now)
         if seq == 0:
             limit = registry.rate_limit_per_second

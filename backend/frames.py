@@ -147,6 +147,11 @@ def message_parts(room: str, ts: int, user_id: str, role: str, send: Send) -> tu
     return head, tail
 
 
+def deliverable(head: str, tail: str) -> bool:
+    """Whether the message frame, with a seq of any size, fits what the gateway will post."""
+    return len(head.encode("utf-8")) + len(tail.encode("utf-8")) + 16 <= MAX_FRAME_BYTES
+
+
 def ack(client_id: str | None, seq: int) -> str:
     return dumps({"event": "ack", "id": client_id, "seq": seq})
 

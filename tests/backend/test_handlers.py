@@ -176,12 +176,24 @@ def test_frame_over_128_kb_is_too_large(classroom, redis_client):
     assert redis_client.get(room_keys(ROOM)[3]) is None
 
 
-def test_frame_of_exactly_128_kb_is_taken(classroom):
-    head = '{"action":"send","type":"whiteboard.text","data":"'
+def test_frame_whose_message_would_not_fit_128_kb_is_too_large(classroom, redis_client):
+    """A 128 KB frame fits the gateway, but its message frame (envelope added) would not."""
+    head = '{"action":"send","type":"whiteboard.text","id":"big","data":"'
     body = head + "x" * (128 * 1024 - len(head) - 2) + '"}'
     assert len(body.encode()) == 128 * 1024
     frame("S1", "student-1", body)
+    assert [(f["code"], f["id"]) for f in classroom.frames("S1")] == [("too_large", "big")]
+    assert classroom.frames("S2") == []
+    assert redis_client.get(room_keys(ROOM)[3]) is None
+
+
+def test_largest_message_that_fits_is_delivered(classroom):
+    data = "x" * (128 * 1024 - 400)
+    frame("S1", "student-1", {"action": "send", "type": "whiteboard.text", "data": data})
     assert classroom.frames("S1") == [{"event": "ack", "id": None, "seq": 1}]
+    (message,) = classroom.frames("S2")
+    assert message["data"] == data
+    assert len(json.dumps(message).encode()) <= 128 * 1024
 
 
 def test_sync_returns_what_was_missed(classroom):
