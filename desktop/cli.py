@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 from desktop.services.errors import ConsoleError
@@ -40,6 +41,24 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as error:  # the last line of defence: a sentence, never a traceback
+        from desktop.services.paths import config_dir
+
+        log = config_dir() / "crash.log"
+        try:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            handler = logging.FileHandler(log, encoding="utf-8")
+            logging.getLogger("desktop.cli").addHandler(handler)
+            logging.getLogger("desktop.cli").error("unexpected error", exc_info=error)
+            handler.close()
+            where = f" Details are in {log}."
+        except OSError:
+            where = ""
+        print(
+            f"classroom-console: unexpected error ({type(error).__name__}: {error}).{where}",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

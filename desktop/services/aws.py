@@ -35,6 +35,7 @@ from botocore.exceptions import (
     TokenRetrievalError,
     UnauthorizedSSOTokenError,
 )
+from botocore.parsers import ResponseParserError
 
 from desktop.services.errors import (
     AwsError,
@@ -247,6 +248,13 @@ def translate(error: BaseException, target: AwsTarget) -> ConsoleError:
             hint="Check your network connection, VPN or proxy, and that the region "
             f"({target.region or 'from your profile'}) is right, then try again.",
         )
+    if isinstance(error, ResponseParserError):
+        where = target.endpoint_url or "AWS"
+        return AwsError(
+            f"{where} answered with something that is not an AWS response (often a server "
+            "error page).",
+            hint="Try again in a minute; if it persists, the service or endpoint is failing.",
+        )
     if isinstance(error, BotoCoreError):
         return AwsError(f"The AWS request failed: {_sentence(error)}")
     return AwsError(f"The AWS request failed ({type(error).__name__}): {_sentence(error)}")
@@ -311,5 +319,5 @@ def aws_errors(target: AwsTarget) -> Iterator[None]:
         yield
     except ConsoleError:
         raise
-    except (BotoCoreError, ClientError, boto3.exceptions.Boto3Error) as error:
+    except (BotoCoreError, ClientError, ResponseParserError, boto3.exceptions.Boto3Error) as error:
         raise translate(error, target) from error
