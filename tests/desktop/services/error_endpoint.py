@@ -20,13 +20,17 @@ ACCESS_DENIED = (
 )
 EXPIRED_TOKEN = (400, "ExpiredToken", "The security token included in the request is expired")
 THROTTLING = (400, "Throttling", "Rate exceeded")
+PROXY_ERROR_PAGE = (
+    b"<!doctype html><title>500 Internal Server Error</title><h1>Internal Server Error</h1>"
+)
 
 
 class ErrorEndpoint:
     """Answers every request with ``status`` and a query-protocol XML error ``code``/``message``."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
-        self.status, self.code, self.message = status, code, message
+    def __init__(self, status: int, code: str, message: str, page: bytes | None = None) -> None:
+        """``page``, when given, is sent as it is instead of an AWS error (a proxy's page)."""
+        self.status, self.code, self.message, self.page = status, code, message, page
         self.requests = 0
         endpoint = self
 
@@ -42,6 +46,8 @@ class ErrorEndpoint:
                     f"<Message>{escape(endpoint.message)}</Message></Error>"
                     "<RequestId>00000000-0000-0000-0000-000000000000</RequestId></ErrorResponse>"
                 ).encode()
+                if endpoint.page is not None:
+                    body = endpoint.page
                 self.send_response(endpoint.status)
                 self.send_header("Content-Type", "text/xml")
                 self.send_header("Content-Length", str(len(body)))

@@ -17,6 +17,7 @@ from desktop.services.errors import AwsError, ConfigurationError, ConsoleError, 
 from tests.desktop.services.error_endpoint import (
     ACCESS_DENIED,
     EXPIRED_TOKEN,
+    PROXY_ERROR_PAGE,
     THROTTLING,
     ErrorEndpoint,
 )
@@ -180,6 +181,20 @@ def test_throttling_is_retried_then_explained(aws_environment, monkeypatch):
         "AWS is throttling requests (Throttling on DescribeStackEvents)"
     )
     assert "Wait a minute and try again" in str(caught.value)
+
+
+def test_a_server_error_page_is_a_sentence(aws_environment, monkeypatch):
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    with (
+        ErrorEndpoint(500, "", "", page=PROXY_ERROR_PAGE) as endpoint,
+        pytest.raises(AwsError) as caught,
+    ):
+        target = AwsTarget(region="us-east-1", endpoint_url=endpoint.url)
+        with aws_errors(target):
+            aws.client(target, "cloudformation").describe_stacks(StackName="classroom")
+    assert str(caught.value).startswith(
+        f"{endpoint.url} answered with something that is not an AWS"
+    )
 
 
 def test_an_unreachable_endpoint_names_it(aws_environment, monkeypatch):
