@@ -171,11 +171,11 @@ def handle_frame(
         fan_out(registry, poster, caller.room, others, head + str(seq) + tail, concurrency)
     elif isinstance(request, frames.Sync):
         history = registry.history(caller.room, request.since)
-        reply(
-            poster,
-            caller,
-            frames.history(caller.room, history.messages, history.latest, history.truncated),
-        )
+        for part in frames.history(
+            caller.room, history.messages, history.latest, history.truncated
+        ):
+            if not reply(poster, caller, part):
+                break
     elif isinstance(request, frames.Who):
         visible = [m.presence() for m in registry.members(caller.room) if not m.hidden]
         reply(poster, caller, frames.presence(caller.room, visible))

@@ -23,6 +23,7 @@ class Settings:
     connection_ttl_seconds: int
     fanout_concurrency: int
     rate_limit_per_second: int
+    gone_grace_seconds: int
     management_endpoint_url: str | None
     poster: str
     region: str
@@ -73,6 +74,7 @@ def load(env: dict | None = None) -> Settings:
         connection_ttl_seconds=_int(env, "CONNECTION_TTL_SECONDS", 2 * 3600),
         fanout_concurrency=max(1, _int(env, "FANOUT_CONCURRENCY", 64)),
         rate_limit_per_second=max(0, _int(env, "RATE_LIMIT_PER_SECOND", 50)),
+        gone_grace_seconds=max(0, _int(env, "GONE_GRACE_SECONDS", 10)),
         management_endpoint_url=env.get("MANAGEMENT_ENDPOINT_URL") or None,
         poster=env.get("MANAGEMENT_POSTER", "lean"),
         region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",

@@ -147,28 +147,40 @@ def message_parts(room: str, ts: int, user_id: str, role: str, send: Send) -> tu
     return head, tail
 
 
+# Room a stored message must leave in a frame: its seq, and the history envelope around it.
+ENVELOPE_ALLOWANCE = 256
+
+
 def deliverable(head: str, tail: str) -> bool:
-    """Whether the message frame, with a seq of any size, fits what the gateway will post."""
-    return len(head.encode("utf-8")) + len(tail.encode("utf-8")) + 16 <= MAX_FRAME_BYTES
+    """Whether the message frame fits what the gateway will post, alone or in a history."""
+    size = len(head.encode("utf-8")) + len(tail.encode("utf-8"))
+    return size + ENVELOPE_ALLOWANCE <= MAX_FRAME_BYTES
 
 
 def ack(client_id: str | None, seq: int) -> str:
     return dumps({"event": "ack", "id": client_id, "seq": seq})
 
 
-def history(room: str, messages: list[str], latest: int, truncated: bool) -> str:
-    """``messages`` are stored frames, already JSON text, so they are joined, not re-encoded."""
-    return (
-        '{"event":"history","room":'
-        + dumps(room)
-        + ',"messages":['
-        + ",".join(messages)
-        + '],"latest":'
-        + str(latest)
-        + ',"truncated":'
-        + ("true" if truncated else "false")
-        + "}"
-    )
+def history(room: str, messages: list[str], latest: int, truncated: bool) -> list[str]:
+    """``history`` frames holding ``messages`` in seq order, each within the frame limit.
+
+    ``messages`` are stored frames, already JSON text, so they are joined, not re-encoded. A
+    history larger than one frame comes as several, each with the same ``latest`` and
+    ``truncated``; an empty one is a single frame.
+    """
+    head = '{"event":"history","room":' + dumps(room) + ',"messages":['
+    tail = '],"latest":' + str(latest) + ',"truncated":' + ("true" if truncated else "false") + "}"
+    room_for_messages = MAX_FRAME_BYTES - len(head.encode()) - len(tail.encode())
+    chunks: list[list[str]] = [[]]
+    used = 0
+    for message in messages:
+        size = len(message.encode("utf-8")) + 1
+        if chunks[-1] and used + size > room_for_messages:
+            chunks.append([])
+            used = 0
+        chunks[-1].append(message)
+        used += size
+    return [head + ",".join(chunk) + tail for chunk in chunks]
 
 
 def presence(room: str, members: list[dict]) -> str:

@@ -26,6 +26,7 @@ MetricListener = Callable[[str, str, float], None]
 _listeners: list[MetricListener] = []
 # Powertools keeps one metric set per process; the sandbox runs handlers on many threads.
 _lock = threading.Lock()
+_local = threading.local()
 
 COUNT = MetricUnit.Count.value
 MILLISECONDS = MetricUnit.Milliseconds.value
@@ -41,16 +42,28 @@ def remove_listener(listener: MetricListener) -> None:
 
 
 def record(name: str, unit: str, value: float) -> None:
-    """Add one metric point to this invocation's EMF record and tell the listeners."""
-    with _lock:
-        metrics.add_metric(name=name, unit=unit, value=value)
+    """Add one metric point to this invocation's EMF record and tell the listeners.
+
+    Inside ``invocation()`` points are kept per thread and written to the shared Powertools
+    metric set only at the end, under the lock: the sandbox runs many handlers at once.
+    """
+    pending = getattr(_local, "pending", None)
+    if pending is not None:
+        pending.append((name, unit, value))
+    else:
+        with _lock:
+            metrics.add_metric(name=name, unit=unit, value=value)
     for listener in list(_listeners):
         listener(name, unit, value)
 
 
-def flush() -> None:
-    """Print the invocation's metrics as one EMF line (nothing when none were recorded)."""
+def flush(dimensions: dict[str, str] | None = None, points=()) -> None:
+    """Print the metrics as one EMF line (nothing when none were recorded)."""
     with _lock:
+        for key, value in (dimensions or {}).items():
+            metrics.add_dimension(name=key, value=value)
+        for name, unit, value in points:
+            metrics.add_metric(name=name, unit=unit, value=value)
         if metrics.metric_set:
             metrics.flush_metrics(raise_on_empty_metrics=False)
         metrics.clear_metrics()
@@ -60,11 +73,11 @@ def flush() -> None:
 def invocation(handler_name: str) -> Iterator[None]:
     """Time a handler invocation, then flush its metrics, also when it raised."""
     started = time.perf_counter()
+    _local.pending = []
     try:
         yield
     finally:
         elapsed_ms = (time.perf_counter() - started) * 1000.0
-        with _lock:
-            metrics.add_dimension(name="Handler", value=handler_name)
         record("HandlerDuration", MILLISECONDS, elapsed_ms)
-        flush()
+        points, _local.pending = _local.pending, None
+        flush({"Handler": handler_name}, points)

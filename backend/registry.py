@@ -130,6 +130,22 @@ local messages = redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. ARGV[2], '+inf')
 return {latest, tonumber(first[2] or '0'), messages}
 """
 
+# ARGV: the oldest connectedAt that may be pruned (epoch ms), then connection ids. Removes the
+# members the gateway reported gone, except those that joined since: API Gateway answers 410
+# for a connection whose handshake is still in progress. Returns {removed ids, members left}.
+_PRUNE_GONE = """
+local removed = {}
+for i = 2, #ARGV do
+  local info = redis.call('HGET', KEYS[2], ARGV[i])
+  if info and cjson.decode(info)['connectedAt'] <= tonumber(ARGV[1]) then
+    redis.call('ZREM', KEYS[1], ARGV[i])
+    redis.call('HDEL', KEYS[2], ARGV[i])
+    removed[#removed + 1] = ARGV[i]
+  end
+end
+return {removed, redis.call('ZCARD', KEYS[1])}
+"""
+
 # ARGV: now. Returns {member JSON...} of live members.
 _MEMBERS = (
     _PRUNE
@@ -159,8 +175,10 @@ class Registry:
         log_max_messages: int = 1000,
         log_retention_seconds: int = 86400,
         rate_limit_per_second: int = 0,
+        gone_grace_seconds: int = 10,
     ) -> None:
         self.client = client
+        self.gone_grace_seconds = gone_grace_seconds
         self.rate_limit_per_second = rate_limit_per_second
         self.connection_ttl = connection_ttl
         self.log_max_messages = log_max_messages
@@ -170,6 +188,7 @@ class Registry:
         self._send = client.register_script(_SEND)
         self._history = client.register_script(_HISTORY)
         self._members = client.register_script(_MEMBERS)
+        self._prune_gone = client.register_script(_PRUNE_GONE)
 
     def _expiry(self, now: int) -> int:
         return now + self.connection_ttl * 1000
@@ -213,13 +232,24 @@ class Registry:
             self.client.zrem(ROOM_INDEX, room)
         return member, left
 
-    def prune(self, room: str, connection_ids: list[str]) -> int:
-        """Removes connections the gateway reported gone (HTTP 410); returns how many."""
-        removed = 0
-        for connection_id in connection_ids:
-            member, _ = self.leave(room, connection_id)
-            removed += member is not None
-        return removed
+    def prune(self, room: str, connection_ids: list[str], now: int | None = None) -> int:
+        """Removes connections the gateway reported gone (HTTP 410); returns how many.
+
+        Members that connected within the grace period are kept: their handshake may still be
+        in progress, and API Gateway answers 410 until it completes.
+        """
+        now = now_ms() if now is None else now
+        oldest = now - self.gone_grace_seconds * 1000
+        removed, left = self._prune_gone(keys=room_keys(room), args=[oldest, *connection_ids])
+        removed = _text(removed)
+        if removed:
+            pipe = self.client.pipeline(transaction=False)  # the records live in other slots
+            for connection_id in removed:
+                pipe.delete(connection_key(connection_id))
+            pipe.execute()
+        if int(left) == 0:
+            self.client.zrem(ROOM_INDEX, room)
+        return len(removed)
 
     def store(
         self, room: str, sender_id: str, head: str, tail: str, now: int | None = None

@@ -45,6 +45,7 @@ def registry() -> Registry:
                 log_max_messages=settings.log_max_messages,
                 log_retention_seconds=settings.log_retention_seconds,
                 rate_limit_per_second=settings.rate_limit_per_second,
+                gone_grace_seconds=settings.gone_grace_seconds,
             )
         return _registry
 

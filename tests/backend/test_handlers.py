@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import pytest
 
@@ -77,7 +78,7 @@ def test_connect_registers_the_connection_details(backend_env, redis_client):
         "connectionId": "S1",
         "userId": "student-1",
         "role": "student",
-        "connectedAt": 1796072718000,
+        "connectedAt": 1795072718000,
         "sourceIp": "203.0.113.7",
         "userAgent": "Mozilla/5.0 (Whiteboard)",
         "hidden": False,
@@ -188,7 +189,7 @@ def test_frame_whose_message_would_not_fit_128_kb_is_too_large(classroom, redis_
 
 
 def test_largest_message_that_fits_is_delivered(classroom):
-    data = "x" * (128 * 1024 - 400)
+    data = "x" * (128 * 1024 - 600)
     frame("S1", "student-1", {"action": "send", "type": "whiteboard.text", "data": data})
     assert classroom.frames("S1") == [{"event": "ack", "id": None, "seq": 1}]
     (message,) = classroom.frames("S2")
@@ -208,6 +209,24 @@ def test_sync_returns_what_was_missed(classroom):
     assert history["latest"] == 5 and history["truncated"] is False
     frame("S2", "student-2", {"action": "sync"}, route="sync")
     assert [m["seq"] for m in classroom.frames("S2")[1]["messages"]] == [1, 2, 3, 4, 5]
+
+
+def test_sync_larger_than_one_frame_comes_in_several(classroom):
+    data = "y" * 30_000
+    for n in range(9):
+        frame(
+            "S1",
+            "student-1",
+            {"action": "send", "type": "whiteboard.text", "data": data, "id": str(n)},
+        )
+    classroom.reset()
+    frame("S2", "student-2", {"action": "sync", "since": 0}, route="sync")
+    parts = classroom.frames("S2")
+    assert len(parts) >= 3
+    assert all(p["event"] == "history" and p["latest"] == 9 and not p["truncated"] for p in parts)
+    assert [m["seq"] for p in parts for m in p["messages"]] == list(range(1, 10))
+    with classroom.lock:
+        assert all(len(body) <= 128 * 1024 for body in classroom.posts["S2"])
 
 
 def test_sync_of_an_empty_room(classroom):
@@ -249,7 +268,7 @@ def test_who_lists_visible_members(classroom):
         ("student-2", "student"),
         ("teacher-1", "teacher"),
     ]
-    assert all(m["connectedAt"] == 1796072718000 for m in members)
+    assert all(m["connectedAt"] == 1795072718000 for m in members)
     assert set(members[0]) == {"userId", "role", "connectedAt"}
 
 
@@ -293,6 +312,18 @@ def test_support_receives_the_room_messages(classroom):
     join("X1", "staff@example.com", "support")
     frame("S1", "student-1", {"action": "send", "type": "chat.message"})
     assert [f["event"] for f in classroom.frames("X1")] == ["message"]
+
+
+def test_a_member_still_joining_is_not_pruned_by_a_410(classroom, redis_client):
+    """API Gateway answers 410 for a connection whose handshake has not completed."""
+    event = load_event(
+        "connect", connectionId="NEW", authorizer=context_for("NEW", "late", "student")
+    )
+    event["requestContext"]["connectedAt"] = int(time.time() * 1000)
+    connect.handler(event, LambdaContext())
+    classroom.gone.add("NEW")
+    frame("S1", "student-1", {"action": "send", "type": "chat.message"})
+    assert "NEW" in redis_client.zrange(room_keys(ROOM)[0], 0, -1)
 
 
 def test_gone_connection_is_pruned_not_the_sender(classroom, redis_client):

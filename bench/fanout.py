@@ -1,0 +1,381 @@
+"""Fan-out benchmark: how long a classroom message takes to reach every member, and what the
+handler's own fan-out costs. Not a test; figures go to docs/benchmarks.md.
+
+Part 1, end to end. Classrooms of 2, 30 and 200 members connect to the sandbox (the backend's
+real handlers behind the local gateway, on redis-server), and one member at a time sends; we
+time from ``send`` to the last member's receipt (p50/p99) and, in a burst, deliveries per
+second. The floor is a plain ``websockets`` broadcast server speaking the same frames with no
+Lambda, Redis or management API in the way, measured in the same run with the same clients.
+Both servers run in their own process; the clients share one asyncio loop in this one.
+
+Part 2, the handler's fan-out. ``backend.fanout.deliver`` posts one frame to 200 connections
+through a management API that answers each POST after 20 ms (a small aiohttp server in its own
+process), with the lean SigV4 poster and with boto3's client: wall time of a fan-out (the goal:
+at most 80 ms, four round trips at a concurrency of 64) and CPU time per post.
+
+    python bench/fanout.py                       # everything (about a minute)
+    python bench/fanout.py --sizes 2,30 --messages 100
+    python bench/fanout.py --part handler
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SECRET = "bench-secret-" + "0" * 52
+SIMULATED_POST_MS = 20.0
+GOAL_RATIO_30 = 5.0
+GOAL_HANDLER_MS = 80.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listened on port {port}")
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
+
+
+# ----- the floor: a plain websockets broadcast server -------------------------------------------
+
+
+def serve_floor(port: int) -> None:
+    """Same frames as the classroom protocol for ``send``: ack to the sender, message to the rest."""
+    from websockets.asyncio.server import broadcast, serve
+
+    rooms: dict[str, set] = {}
+    seqs: dict[str, int] = {}
+
+    async def member(connection) -> None:
+        room = connection.request.path.partition("room=")[2].partition("&")[0]
+        members = rooms.setdefault(room, set())
+        members.add(connection)
+        try:
+            async for text in connection:
+                frame = json.loads(text)
+                if frame.get("action") != "send":
+                    continue
+                seqs[room] = seq = seqs.get(room, 0) + 1
+                message = json.dumps(
+                    {
+                        "event": "message",
+                        "room": room,
+                        "seq": seq,
+                        "ts": int(time.time() * 1000),
+                        "from": {"userId": "x", "role": "student"},
+                        "type": frame.get("type"),
+                        "data": frame.get("data"),
+                        "id": frame.get("id"),
+                    },
+                    separators=(",", ":"),
+                )
+                await connection.send(
+                    json.dumps({"event": "ack", "id": frame.get("id"), "seq": seq})
+                )
+                broadcast([m for m in members if m is not connection], message)
+        finally:
+            members.discard(connection)
+
+    async def main() -> None:
+        async with serve(member, "127.0.0.1", port, compression=None, max_size=2**20):
+            await asyncio.Future()
+
+    asyncio.run(main())
+
+
+# ----- the slow management API for part 2 --------------------------------------------------------
+
+
+def serve_slow_management(port: int) -> None:
+    from aiohttp import web
+
+    async def post(request: web.Request) -> web.Response:
+        await request.read()
+        await asyncio.sleep(SIMULATED_POST_MS / 1000)
+        return web.Response(status=200)
+
+    app = web.Application()
+    app.router.add_post("/{stage}/@connections/{connection_id}", post)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+
+
+# ----- part 1: end to end -------------------------------------------------------------------------
+
+
+@dataclass
+class Classroom:
+    """Clients of one room; their readers note when each message id reaches each member."""
+
+    size: int
+    sockets: list = field(default_factory=list)
+    readers: list = field(default_factory=list)
+    receipts: dict[str, int] = field(default_factory=dict)
+    done: dict[str, asyncio.Event] = field(default_factory=dict)
+    last_receipt: dict[str, float] = field(default_factory=dict)
+
+    def expect(self, message_id: str) -> asyncio.Event:
+        self.receipts[message_id] = 0
+        event = self.done[message_id] = asyncio.Event()
+        return event
+
+    async def read(self, connection) -> None:
+        async for text in connection:
+            frame = json.loads(text)
+            if frame.get("event") != "message":
+                continue
+            message_id = frame.get("id")
+            if message_id not in self.receipts:
+                continue
+            self.receipts[message_id] += 1
+            if self.receipts[message_id] == self.size - 1:
+                self.last_receipt[message_id] = time.perf_counter()
+                self.done[message_id].set()
+
+    async def close(self) -> None:
+        for reader in self.readers:
+            reader.cancel()
+        await asyncio.gather(*(s.close() for s in self.sockets), return_exceptions=True)
+
+
+async def open_classroom(url_for, size: int) -> Classroom:
+    from websockets.asyncio.client import connect
+
+    classroom = Classroom(size)
+    for number in range(size):
+        connection = await connect(
+            url_for(number), compression=None, max_size=2**20, open_timeout=60
+        )
+        classroom.sockets.append(connection)
+        classroom.readers.append(asyncio.create_task(classroom.read(connection)))
+    return classroom
+
+
+async def measure(classroom: Classroom, messages: int, burst: int, tag: str) -> dict:
+    """Sequential sends for latency, then a burst from up to ten senders for throughput."""
+    latencies = []
+    for n in range(messages):
+        sender = classroom.sockets[n % classroom.size]
+        message_id = f"{tag}-{n}"
+        done = classroom.expect(message_id)
+        started = time.perf_counter()
+        await sender.send(json.dumps({"action": "send", "type": "bench.ping", "id": message_id}))
+        await asyncio.wait_for(done.wait(), 60)
+        latencies.append((classroom.last_receipt[message_id] - started) * 1000)
+
+    senders = classroom.sockets[: min(10, classroom.size)]
+    ids = [f"{tag}-burst-{s}-{k}" for s in range(len(senders)) for k in range(burst)]
+    events = [classroom.expect(i) for i in ids]
+    started = time.perf_counter()
+    for k in range(burst):
+        for s, sender in enumerate(senders):
+            await sender.send(
+                json.dumps({"action": "send", "type": "bench.burst", "id": f"{tag}-burst-{s}-{k}"})
+            )
+    await asyncio.wait_for(asyncio.gather(*(e.wait() for e in events)), 120)
+    elapsed = time.perf_counter() - started
+    return {
+        "p50_ms": percentile(latencies, 0.50),
+        "p99_ms": percentile(latencies, 0.99),
+        "deliveries_per_s": len(ids) * (classroom.size - 1) / elapsed,
+    }
+
+
+def start_process(args: list[str], env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=str(ROOT)
+    )
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+async def end_to_end(sizes: list[int], messages: int, burst: int) -> list[dict]:
+    from backend import tokens
+
+    sandbox_port, floor_port = free_port(), free_port()
+    # The per-connection rate limit is off: this measures fan-out, not throttling.
+    env = dict(
+        os.environ, CLASSROOM_TOKEN_SECRET=SECRET, PYTHONPATH=str(ROOT), RATE_LIMIT_PER_SECOND="0"
+    )
+    sandbox = start_process(
+        [sys.executable, "-m", "desktop.cli", "sandbox", "--port", str(sandbox_port)], env
+    )
+    floor = start_process([sys.executable, __file__, "--serve-floor", str(floor_port)], env)
+    rows = []
+    try:
+        wait_for_port(sandbox_port)
+        wait_for_port(floor_port)
+        for size in sizes:
+            room = f"bench-{size}-{int(time.time())}"
+
+            def sandbox_url(number: int, room=room) -> str:
+                token = tokens.mint(SECRET, sub=f"member-{number}", role="student", rooms=[room])
+                return f"ws://127.0.0.1:{sandbox_port}/local?room={room}&token={token}"
+
+            def floor_url(number: int, room=room) -> str:
+                return f"ws://127.0.0.1:{floor_port}/floor?room={room}"
+
+            row = {"size": size}
+            for name, url_for in (("floor", floor_url), ("sandbox", sandbox_url)):
+                started = time.perf_counter()
+                classroom = await open_classroom(url_for, size)
+                connect_s = time.perf_counter() - started
+                try:
+                    await measure(classroom, min(5, messages), 1, f"{name}-warm")
+                    row[name] = await measure(classroom, messages, burst, name)
+                    row[name]["connect_s"] = connect_s
+                finally:
+                    await classroom.close()
+            rows.append(row)
+            print_row(row)
+    finally:
+        stop_process(sandbox)
+        stop_process(floor)
+    return rows
+
+
+def print_row(row: dict) -> None:
+    floor, sandbox = row["floor"], row["sandbox"]
+    print(
+        f"room of {row['size']:>3}: "
+        f"sandbox p50 {sandbox['p50_ms']:7.1f} ms  p99 {sandbox['p99_ms']:7.1f} ms  "
+        f"{sandbox['deliveries_per_s']:8.0f} deliveries/s | "
+        f"floor p50 {floor['p50_ms']:6.2f} ms  p99 {floor['p99_ms']:6.2f} ms  "
+        f"{floor['deliveries_per_s']:8.0f} deliveries/s | "
+        f"ratios p50 {sandbox['p50_ms'] / floor['p50_ms']:4.1f}x "
+        f"p99 {sandbox['p99_ms'] / floor['p99_ms']:4.1f}x "
+        f"throughput {floor['deliveries_per_s'] / sandbox['deliveries_per_s']:4.1f}x | "
+        f"{row['size']} members connected in {sandbox['connect_s']:.1f} s",
+        flush=True,
+    )
+
+
+# ----- part 2: the handler's own fan-out ------------------------------------------------------------
+
+
+def handler_fanout(members: int, rounds: int, concurrency: int) -> list[dict]:
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    from backend.fanout import deliver
+    from backend.poster import Boto3Poster, LeanPoster
+
+    port = free_port()
+    server = start_process([sys.executable, __file__, "--serve-slow-management", str(port)])
+    endpoint = f"http://127.0.0.1:{port}/bench"
+    ids = [f"{n:015d}=" for n in range(members)]
+    payload = json.dumps({"event": "message", "room": "bench", "seq": 1, "data": "x" * 200})
+    results = []
+    try:
+        wait_for_port(port)
+        for name, kind in (("lean", LeanPoster), ("boto3", Boto3Poster)):
+            poster = kind(endpoint, "us-east-1", concurrency=concurrency)
+            deliver(poster, ids, payload, concurrency)  # warm: connections, signing key, models
+            walls, cpus = [], []
+            for _ in range(rounds):
+                cpu = time.process_time()
+                wall = time.perf_counter()
+                result = deliver(poster, ids, payload, concurrency)
+                walls.append((time.perf_counter() - wall) * 1000)
+                cpus.append((time.process_time() - cpu) * 1000 / members)
+                assert result.delivered == members, result
+            row = {
+                "poster": name,
+                "wall_ms_p50": statistics.median(walls),
+                "wall_ms_max": max(walls),
+                "cpu_ms_per_post": statistics.median(cpus),
+            }
+            results.append(row)
+            print(
+                f"handler fan-out to {members} at concurrency {concurrency}, POST answered after "
+                f"{SIMULATED_POST_MS:.0f} ms, {name:>5} poster: wall p50 {row['wall_ms_p50']:6.1f} ms "
+                f"(max {row['wall_ms_max']:6.1f}), CPU {row['cpu_ms_per_post']:.3f} ms per post",
+                flush=True,
+            )
+    finally:
+        stop_process(server)
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="2,30,200", help="room sizes (default 2,30,200)")
+    parser.add_argument("--messages", type=int, default=300, help="sequential sends per room")
+    parser.add_argument("--burst", type=int, default=20, help="burst sends per sender (<= 50)")
+    parser.add_argument("--rounds", type=int, default=20, help="handler fan-outs per poster")
+    parser.add_argument("--part", choices=("all", "e2e", "handler"), default="all")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    parser.add_argument("--serve-floor", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-slow-management", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_floor:
+        serve_floor(args.serve_floor)
+        return 0
+    if args.serve_slow_management:
+        serve_slow_management(args.serve_slow_management)
+        return 0
+
+    if shutil.which("redis-server") is None:
+        print("note: redis-server is not on PATH; the sandbox falls back to fakeredis", flush=True)
+    print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}", flush=True)
+    figures: dict = {}
+    if args.part in ("all", "e2e"):
+        sizes = [int(s) for s in args.sizes.split(",")]
+        figures["end_to_end"] = asyncio.run(end_to_end(sizes, args.messages, args.burst))
+        for row in figures["end_to_end"]:
+            if row["size"] == 30:
+                ratio = row["sandbox"]["p99_ms"] / row["floor"]["p99_ms"]
+                verdict = "met" if ratio <= GOAL_RATIO_30 else "NOT met"
+                print(
+                    f"goal for a class of 30 (p99 within {GOAL_RATIO_30:.0f}x the floor): {verdict} ({ratio:.1f}x)"
+                )
+    if args.part in ("all", "handler"):
+        figures["handler"] = handler_fanout(200, args.rounds, 64)
+        for row in figures["handler"]:
+            verdict = "met" if row["wall_ms_p50"] <= GOAL_HANDLER_MS else "NOT met"
+            print(
+                f"goal for the {row['poster']} poster (200 members in <= {GOAL_HANDLER_MS:.0f} ms): {verdict}"
+            )
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,375 @@
+"""The gateway's API Gateway semantics: handshake refusals, @connections through boto3, failing
+handlers, the admin and metrics endpoints."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import boto3
+import jwt
+import pytest
+import websocket
+from botocore.config import Config
+
+from desktop.sandbox.gateway import Sandbox, SandboxConfig, route_key
+from desktop.services.errors import SandboxError
+from tests.sandbox.conftest import SECRET, USER_AGENT, ClassroomSocket, admin, mint
+
+
+def handshake_status(sandbox: Sandbox, query: str) -> int:
+    """The HTTP status of a refused handshake (101 would mean it was accepted)."""
+    try:
+        ws = websocket.create_connection(f"{sandbox.websocket_url}?{query}", timeout=5)
+    except websocket.WebSocketBadStatusException as error:
+        return error.status_code
+    ws.close()
+    return 101
+
+
+def members_of(sandbox: Sandbox, room: str) -> list[dict]:
+    status, answer = admin(sandbox, {"op": "members", "room": room})
+    assert status == 200 and answer["ok"], answer
+    return answer["members"]
+
+
+@pytest.mark.parametrize(
+    ("make_query", "status"),
+    [
+        (lambda room: f"room={room}", 401),
+        (lambda room: f"room={room}&token=", 401),
+        (
+            lambda room: (
+                f"room={room}&token={mint('eve', secret='another-secret-' + 'x' * 40, rooms=[room])}"
+            ),
+            403,
+        ),
+        (
+            lambda room: (
+                f"room={room}&token={mint('eve', rooms=[room], ttl=60, now=time.time() - 3600)}"
+            ),
+            403,
+        ),
+        (lambda room: f"room={room}&token={mint('eve', rooms=['another-room'])}", 403),
+        (lambda room: f"room=bad%20room&token={mint('eve', rooms=[room])}", 403),
+        (
+            lambda room: (
+                "room="
+                + room
+                + "&token="
+                + jwt.encode(
+                    {
+                        "sub": "eve",
+                        "role": "teacher",
+                        "rooms": [room],
+                        "exp": int(time.time()) + 60,
+                    },
+                    None,
+                    algorithm="none",
+                )
+            ),
+            403,
+        ),
+        (
+            lambda room: (
+                "room="
+                + room
+                + "&token="
+                + jwt.encode(
+                    {
+                        "sub": "eve",
+                        "role": "principal",
+                        "rooms": [room],
+                        "exp": int(time.time()) + 60,
+                    },
+                    SECRET,
+                    algorithm="HS256",
+                )
+            ),
+            403,
+        ),
+        (
+            lambda room: (
+                "room="
+                + room
+                + "&token="
+                + jwt.encode(
+                    {"sub": "eve", "role": "student", "rooms": ["*"], "exp": int(time.time()) + 60},
+                    SECRET,
+                    algorithm="HS256",
+                )
+            ),
+            403,
+        ),
+        (lambda room: f"room={room}&token={mint('eve', 'student', [room])[:-2]}", 403),
+    ],
+    ids=[
+        "no-token",
+        "empty-token",
+        "bad-signature",
+        "expired",
+        "wrong-room",
+        "malformed-room",
+        "alg-none",
+        "unknown-role",
+        "student-star",
+        "truncated",
+    ],
+)
+def test_bad_tokens_are_refused_and_nothing_is_registered(sandbox, room, make_query, status):
+    assert handshake_status(sandbox, make_query(room)) == status
+    assert members_of(sandbox, room) == []
+
+
+def test_api_gateway_paths_it_does_not_serve(sandbox, room):
+    url = sandbox.websocket_url.replace("/local", "/prod")
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        websocket.create_connection(f"{url}?room={room}&token={mint('a', rooms=[room])}", timeout=5)
+    assert refused.value.status_code == 403
+    plain = sandbox.websocket_url.replace("ws://", "http://")
+    with pytest.raises(urllib.error.HTTPError) as not_upgraded:
+        urllib.request.urlopen(plain, timeout=5)
+    assert not_upgraded.value.code == 426
+    not_upgraded.value.close()
+
+
+def management_client(sandbox: Sandbox):
+    return boto3.client(
+        "apigatewaymanagementapi",
+        endpoint_url=sandbox.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(retries={"total_max_attempts": 1}),
+    )
+
+
+def connection_id_of(sandbox: Sandbox, room: str, user: str) -> str:
+    return next(m["connectionId"] for m in members_of(sandbox, room) if m["userId"] == user)
+
+
+def test_boto3_management_client_works_unchanged(classroom, sandbox, room):
+    teacher = classroom("teacher-1", "teacher")
+    student = classroom("student-1")
+    teacher.receive_event("join")
+    client = management_client(sandbox)
+    connection_id = connection_id_of(sandbox, room, "student-1")
+    assert connection_id.endswith("=") and len(connection_id) == 16
+
+    client.post_to_connection(ConnectionId=connection_id, Data=b'{"event":"pong","ts":1}')
+    assert student.receive() == {"event": "pong", "ts": 1}
+
+    described = client.get_connection(ConnectionId=connection_id)
+    assert described["Identity"] == {"SourceIp": "127.0.0.1", "UserAgent": USER_AGENT}
+    now = datetime.datetime.now(datetime.UTC)
+    assert abs((now - described["ConnectedAt"]).total_seconds()) < 60
+    assert described["LastActiveAt"] >= described["ConnectedAt"] - datetime.timedelta(seconds=1)
+
+    client.delete_connection(ConnectionId=connection_id)
+    code, _ = student.wait_closed()
+    assert code == 1000
+    assert teacher.receive_event("leave")["userId"] == "student-1"
+
+    with pytest.raises(client.exceptions.GoneException):
+        client.post_to_connection(ConnectionId=connection_id, Data=b"{}")
+    with pytest.raises(client.exceptions.GoneException):
+        client.get_connection(ConnectionId=connection_id)
+    with pytest.raises(client.exceptions.GoneException):
+        client.delete_connection(ConnectionId=connection_id)
+    with pytest.raises(client.exceptions.GoneException):
+        client.post_to_connection(ConnectionId="bm90QUNvbm5lY3Q=", Data=b"{}")
+    with pytest.raises(client.exceptions.PayloadTooLargeException):
+        client.post_to_connection(
+            ConnectionId=connection_id_of(sandbox, room, "teacher-1"), Data=b"x" * (128 * 1024 + 1)
+        )
+
+
+def test_a_handler_that_raises_gives_internal_server_error_and_the_gateway_goes_on(
+    classroom, sandbox, room, monkeypatch
+):
+    teacher = classroom("teacher-1", "teacher")
+    student = classroom("student-1")
+    teacher.receive_event("join")
+    real = sandbox.integrations.messages
+
+    def messages(event, context):
+        if "explode" in (event.get("body") or ""):
+            raise RuntimeError("a bug in the handler")
+        return real(event, context)
+
+    monkeypatch.setattr(sandbox.integrations, "messages", messages)
+    student.send({"action": "send", "type": "explode", "id": "boom"})
+    answer = student.receive()
+    assert answer["message"] == "Internal server error"
+    assert answer["connectionId"] == connection_id_of(sandbox, room, "student-1")
+    assert isinstance(answer["requestId"], str) and answer["requestId"]
+
+    ack = student.request({"action": "send", "type": "chat.message", "id": "after"}, "ack")
+    assert teacher.receive_event("message")["seq"] == ack["seq"]
+
+    monkeypatch.setattr(sandbox.integrations, "messages", lambda event, context: None)
+    student.send({"action": "ping"})
+    assert student.receive()["message"] == "Internal server error"
+
+
+def test_a_failing_authorizer_or_connect_refuses_with_500_and_registers_nothing(
+    sandbox, room, monkeypatch
+):
+    query = f"room={room}&token={mint('eve', rooms=[room])}"
+
+    def broken(event, context):
+        raise RuntimeError("authorizer bug")
+
+    monkeypatch.setattr(sandbox.integrations, "authorizer", broken)
+    assert handshake_status(sandbox, query) == 500
+    monkeypatch.setattr(
+        sandbox.integrations, "authorizer", lambda event, context: {"principalId": "eve"}
+    )
+    assert handshake_status(sandbox, query) == 500
+    monkeypatch.undo()
+
+    monkeypatch.setattr(sandbox.integrations, "connect", broken)
+    assert handshake_status(sandbox, query) == 500
+    monkeypatch.setattr(sandbox.integrations, "connect", lambda event, context: {"statusCode": 429})
+    assert handshake_status(sandbox, query) == 429
+    monkeypatch.undo()
+    assert members_of(sandbox, room) == []
+    assert handshake_status(sandbox, query) == 101
+
+
+def test_events_reach_handlers_in_api_gateway_shape(sandbox, room, monkeypatch):
+    seen: dict[str, dict] = {}
+    disconnected = threading.Event()
+    for name in ("authorizer", "connect", "messages", "disconnect"):
+        real = getattr(sandbox.integrations, name)
+
+        def spy(event, context, real=real, name=name):
+            seen.setdefault(name, event)
+            assert context.get_remaining_time_in_millis() > 0
+            assert context.invoked_function_arn.endswith(f":function:{context.function_name}")
+            try:
+                return real(event, context)
+            finally:
+                if name == "disconnect":
+                    disconnected.set()
+
+        monkeypatch.setattr(sandbox.integrations, name, spy)
+    member = ClassroomSocket(sandbox, room, "student-1")
+    member.request({"action": "ping"}, "pong")
+    member.close()
+    assert disconnected.wait(5)
+
+    authorizer = seen["authorizer"]
+    assert authorizer["type"] == "REQUEST"
+    assert authorizer["methodArn"].startswith("arn:aws:execute-api:")
+    assert authorizer["methodArn"].endswith("/local/$connect")
+    assert authorizer["queryStringParameters"]["room"] == room
+    assert authorizer["multiValueQueryStringParameters"]["room"] == [room]
+    assert authorizer["requestContext"]["eventType"] == "CONNECT"
+    connect = seen["connect"]["requestContext"]
+    assert connect["routeKey"] == "$connect"
+    assert connect["authorizer"]["userId"] == "student-1"
+    assert connect["authorizer"]["principalId"] == "student-1"
+    assert connect["identity"] == {"sourceIp": "127.0.0.1", "userAgent": USER_AGENT}
+    message = seen["messages"]
+    assert message["requestContext"]["routeKey"] == "ping"
+    assert message["requestContext"]["eventType"] == "MESSAGE"
+    assert message["requestContext"]["messageDirection"] == "IN"
+    assert message["isBase64Encoded"] is False
+    assert json.loads(message["body"]) == {"action": "ping"}
+    disconnect = seen["disconnect"]["requestContext"]
+    assert disconnect["eventType"] == "DISCONNECT"
+    assert disconnect["disconnectStatusCode"] == 1000
+    assert (
+        disconnect["connectionId"]
+        == connect["connectionId"]
+        == message["requestContext"]["connectionId"]
+    )
+
+
+def test_route_selection_follows_the_action():
+    assert route_key('{"action": "send"}') == "send"
+    assert route_key('{"action": "who", "x": 1}') == "who"
+    assert route_key('{"action": "dance"}') == "$default"
+    assert route_key('{"action": ["send"]}') == "$default"
+    assert route_key("[1]") == "$default"
+    assert route_key("not json") == "$default"
+
+
+def test_admin_endpoint_runs_the_admin_handler(classroom, sandbox, room):
+    teacher = classroom("teacher-1", "teacher")
+    student = classroom("student-1")
+    teacher.receive_event("join")
+    status, answer = admin(sandbox, {"op": "rooms", "limit": 500})
+    assert status == 200 and answer["ok"]
+    assert room in [r["room"] for r in answer["rooms"]]
+    status, answer = admin(
+        sandbox, {"op": "kick", "connectionId": connection_id_of(sandbox, room, "student-1")}
+    )
+    assert status == 200 and answer["ok"] and answer["kicked"]
+    assert student.wait_closed()[0] == 1000
+    assert teacher.receive_event("leave")["userId"] == "student-1"
+    status, answer = admin(sandbox, b"{not json")
+    assert status == 400 and answer["error"] == "bad_json"
+    status, answer = admin(sandbox, {"op": "no-such-op"})
+    assert status == 200 and answer["ok"] is False
+
+
+def test_metrics_endpoint_serves_per_minute_api_gateway_and_handler_metrics(classroom, sandbox):
+    teacher = classroom("teacher-1", "teacher")
+    teacher.request({"action": "ping"}, "pong")
+    handshake_status(sandbox, "room=x")
+    with urllib.request.urlopen(sandbox.metrics_url, timeout=5) as answer:
+        document = json.loads(answer.read())
+    assert document["namespace"] == "AWS/ApiGateway" and document["period"] == 60
+    series = {m["name"]: m for m in document["metrics"]}
+    for name, unit in [
+        ("ConnectCount", "Count"),
+        ("MessageCount", "Count"),
+        ("ClientError", "Count"),
+        ("IntegrationError", "Count"),
+        ("ExecutionError", "Count"),
+        ("IntegrationLatency", "Milliseconds"),
+    ]:
+        assert series[name]["unit"] == unit
+    assert series["ConnectCount"]["points"][-1]["sum"] >= 1
+    assert series["ClientError"]["points"][-1]["sum"] >= 1
+    point = series["IntegrationLatency"]["points"][-1]
+    assert point["timestamp"] % 60 == 0 and point["min"] <= point["max"]
+    assert series["HandlerDuration"]["unit"] == "Milliseconds"
+
+
+def test_one_sandbox_per_process_and_a_taken_port_is_a_sentence(sandbox):
+    with pytest.raises(SandboxError, match="already runs in this process"):
+        Sandbox(SandboxConfig(port=0, token_secret=SECRET)).start()
+    assert sandbox.running
+
+
+def test_a_connection_is_unknown_to_the_management_api_until_its_connect_returns(
+    sandbox, room, monkeypatch
+):
+    real = sandbox.integrations.connect
+    answers: list[str] = []
+
+    def connect(event, context):
+        client = management_client(sandbox)
+        try:
+            client.post_to_connection(
+                ConnectionId=event["requestContext"]["connectionId"], Data=b"{}"
+            )
+            answers.append("delivered")
+        except client.exceptions.GoneException:
+            answers.append("gone")
+        return real(event, context)
+
+    monkeypatch.setattr(sandbox.integrations, "connect", connect)
+    member = ClassroomSocket(sandbox, room, "student-1")
+    try:
+        assert answers == ["gone"]
+        assert member.request({"action": "ping"}, "pong")  # and nothing arrived before it
+    finally:
+        member.close()
