@@ -81,7 +81,7 @@ def connect(
     source_ip: str = "",
     user_agent: str = "",
     connected_at: int | None = None,
-    concurrency: int = 64,
+    concurrency: int = 128,
 ) -> FanoutResult:
     """Registers the connection and tells the classroom ``join`` (support stays hidden)."""
     member = Member(
@@ -112,7 +112,7 @@ def disconnect(
     connection_id: str,
     *,
     room: str | None = None,
-    concurrency: int = 64,
+    concurrency: int = 128,
 ) -> FanoutResult:
     """Removes the connection and tells the classroom ``leave``; safe to run twice."""
     record_ = registry.room_of(connection_id)
@@ -133,7 +133,7 @@ def handle_frame(
     caller: Caller,
     body: str | bytes | None,
     *,
-    concurrency: int = 64,
+    concurrency: int = 128,
 ) -> str | None:
     """Answers one client frame; returns the error code it earned, if any."""
     try:

@@ -58,7 +58,7 @@ def _post_one(poster: Poster, connection_id: str, payload: bytes) -> tuple[str, 
 
 
 def deliver(
-    poster: Poster, connection_ids: list[str], payload: bytes | str, concurrency: int = 64
+    poster: Poster, connection_ids: list[str], payload: bytes | str, concurrency: int = 128
 ) -> FanoutResult:
     """Posts ``payload`` to every connection, at most ``concurrency`` at a time."""
     data = payload.encode("utf-8") if isinstance(payload, str) else payload

@@ -4,8 +4,10 @@ Two posters behave the same way:
 
 - ``Boto3Poster`` wraps ``boto3``'s ``apigatewaymanagementapi`` client, the reference.
 - ``LeanPoster`` signs each request with SigV4 itself (the signing key is cached per day) and
-  sends it over a pool of keep-alive connections. A ``boto3`` call spends most of its CPU in
-  request building and event hooks; at every fan-out that is billed Lambda time, per member.
+  writes it as one buffer on a pooled HTTP/1.1 keep-alive socket (TLS for ``https``), then
+  reads the answer with a minimal parser. A ``boto3`` call spends most of its CPU in request
+  building and event hooks, and urllib3 in its request machinery; at every fan-out that is
+  billed Lambda time, per member. The lean poster costs about a tenth of boto3's CPU per post.
 
 Both raise ``Gone`` for HTTP 410 (the connection is no more), ``Throttled`` for 429, and
 ``PostFailed`` for anything else.
@@ -13,11 +15,16 @@ Both raise ``Gone`` for HTTP 410 (the connection is no more), ``Throttled`` for 
 
 from __future__ import annotations
 
+import collections
 import datetime
 import hashlib
 import hmac
 import json
-from typing import Protocol
+import os
+import socket
+import ssl
+import time
+from typing import NamedTuple, Protocol
 from urllib.parse import quote, urlsplit
 
 
@@ -66,7 +73,7 @@ def _boto_config(concurrency: int):
 
 
 class Boto3Poster:
-    def __init__(self, endpoint_url: str, region: str, concurrency: int = 64, client=None) -> None:
+    def __init__(self, endpoint_url: str, region: str, concurrency: int = 128, client=None) -> None:
         if client is None:
             import boto3
 
@@ -106,6 +113,52 @@ class Boto3Poster:
         return answer
 
 
+_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+_SIGNED = "host;x-amz-date"
+_SIGNED_WITH_TOKEN = "host;x-amz-date;x-amz-security-token"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+_clock: tuple[int, str] = (-1, "")
+
+
+def _amz_date() -> str:
+    """``X-Amz-Date`` for now, formatted once per second (one tuple swap: thread-safe)."""
+    global _clock
+    second = int(time.time())
+    cached = _clock
+    if cached[0] != second:
+        cached = _clock = (second, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(second)))
+    return cached[1]
+
+
+def _host_from_url(parts) -> str:
+    """The ``Host`` botocore signs: lowercase, without userinfo or the scheme's default port."""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port
+    if port is not None and port != _DEFAULT_PORTS.get(parts.scheme):
+        host = f"{host}:{port}"
+    return host
+
+
+def _canonical_path(path: str) -> str:
+    """The canonical URI botocore signs for a non-S3 service: dot and empty segments removed
+    (``botocore.utils.remove_dot_segments``), then the path quoted once more."""
+    if not path:
+        return "/"
+    segments: list[str] = []
+    for segment in path.split("/"):
+        if segment == "..":
+            if segments:
+                segments.pop()
+        elif segment and segment != ".":
+            segments.append(segment)
+    first = "/" if path[0] == "/" else ""
+    last = "/" if path[-1] == "/" and segments else ""
+    return quote(first + "/".join(segments) + last, safe="/~")
+
+
 class SigV4Signer:
     """AWS Signature Version 4 for ``execute-api``, as botocore signs it, with a cached key."""
 
@@ -113,9 +166,14 @@ class SigV4Signer:
         self.region = region
         self.service = service
         self._credentials = credentials
-        self._key_date: str | None = None
-        self._key_secret: str | None = None
-        self._key: bytes = b""
+        self._scope_tail = f"/{region}/{service}/aws4_request"
+        # (date, secret, key) swapped as one tuple, so a thread never pairs a key with another
+        # day's date.
+        self._cached_key: tuple[str, str, bytes] = ("", "", b"")
+
+    @property
+    def _key(self) -> bytes:
+        return self._cached_key[2]
 
     def _frozen(self):
         if self._credentials is None:
@@ -127,85 +185,403 @@ class SigV4Signer:
         return self._credentials.get_frozen_credentials()
 
     def _signing_key(self, secret: str, date: str) -> bytes:
-        if date != self._key_date or secret != self._key_secret:
-            key = hmac.new(("AWS4" + secret).encode(), date.encode(), hashlib.sha256).digest()
-            for part in (self.region, self.service, "aws4_request"):
-                key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-            self._key, self._key_date, self._key_secret = key, date, secret
-        return self._key
+        cached = self._cached_key
+        if cached[0] == date and cached[1] == secret:
+            return cached[2]
+        key = hmac.digest(("AWS4" + secret).encode(), date.encode(), "sha256")
+        for part in (self.region, self.service, "aws4_request"):
+            key = hmac.digest(key, part.encode(), "sha256")
+        self._cached_key = (date, secret, key)
+        return key
+
+    def authorization(
+        self,
+        creds,
+        method: str,
+        host: str,
+        canonical_path: str,
+        query: str,
+        payload_hash: str,
+        amz_date: str,
+    ) -> str:
+        """The ``Authorization`` value for a request signed on host, date and token."""
+        token = creds.token
+        if token:
+            signed = _SIGNED_WITH_TOKEN
+            canonical_headers = (
+                f"host:{host}\nx-amz-date:{amz_date}\nx-amz-security-token:{token}\n"
+            )
+        else:
+            signed = _SIGNED
+            canonical_headers = f"host:{host}\nx-amz-date:{amz_date}\n"
+        canonical = (
+            f"{method}\n{canonical_path}\n{query}\n{canonical_headers}\n{signed}\n{payload_hash}"
+        )
+        date = amz_date[:8]
+        scope = date + self._scope_tail
+        digest = hashlib.sha256(canonical.encode()).hexdigest()
+        to_sign = f"AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{digest}"
+        key = self._signing_key(creds.secret_key, date)
+        signature = hmac.digest(key, to_sign.encode(), "sha256").hex()
+        return (
+            f"AWS4-HMAC-SHA256 Credential={creds.access_key}/{scope}, "
+            f"SignedHeaders={signed}, Signature={signature}"
+        )
 
     def headers(
         self, method: str, url: str, body: bytes, now: datetime.datetime | None = None
     ) -> dict:
-        """The headers that sign this request (Host, X-Amz-Date, token, Authorization)."""
+        """The headers that sign this request (host, x-amz-date, token, authorization)."""
         creds = self._frozen()
-        now = now or datetime.datetime.now(datetime.UTC)
-        amz_date = now.strftime("%Y%m%dT%H%M%SZ")
-        date = amz_date[:8]
+        amz_date = now.strftime("%Y%m%dT%H%M%SZ") if now else _amz_date()
         parts = urlsplit(url)
-        headers = {"host": parts.netloc, "x-amz-date": amz_date}
+        host = _host_from_url(parts)
+        headers = {"host": host, "x-amz-date": amz_date}
         if creds.token:
             headers["x-amz-security-token"] = creds.token
-        signed = ";".join(sorted(headers))
-        canonical = "\n".join(
-            [
-                method,
-                quote(parts.path or "/", safe="/~"),
-                parts.query,
-                "".join(f"{k}:{headers[k]}\n" for k in sorted(headers)),
-                signed,
-                hashlib.sha256(body).hexdigest(),
-            ]
-        )
-        scope = f"{date}/{self.region}/{self.service}/aws4_request"
-        to_sign = "\n".join(
-            ["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()]
-        )
-        signature = hmac.new(
-            self._signing_key(creds.secret_key, date), to_sign.encode(), hashlib.sha256
-        ).hexdigest()
-        headers["authorization"] = (
-            f"AWS4-HMAC-SHA256 Credential={creds.access_key}/{scope}, "
-            f"SignedHeaders={signed}, Signature={signature}"
+        headers["authorization"] = self.authorization(
+            creds,
+            method,
+            host,
+            _canonical_path(parts.path),
+            parts.query,
+            hashlib.sha256(body).hexdigest(),
+            amz_date,
         )
         return headers
 
 
-class LeanPoster:
-    def __init__(
-        self, endpoint_url: str, region: str, concurrency: int = 64, credentials=None, pool=None
-    ) -> None:
-        import urllib3
+# ----- a minimal HTTP/1.1 keep-alive client ------------------------------------------------------
 
+CONNECT_TIMEOUT = 3.0
+READ_TIMEOUT = 5.0
+_RECV_SIZE = 65536
+_MAX_HEAD = 65536
+
+
+class _Answer(NamedTuple):
+    status: int
+    body: bytes
+    error_type: str  # x-amzn-ErrorType, up to its first ':'
+    keep_alive: bool
+
+
+def _more(sock: socket.socket, data: bytes) -> bytes:
+    chunk = sock.recv(_RECV_SIZE)
+    if not chunk:
+        raise PostFailed("the management API closed the connection in the middle of an answer")
+    return data + chunk
+
+
+def _read_answer(sock: socket.socket, data: bytes, method: str) -> _Answer:
+    """One HTTP/1.x response whose first bytes are ``data``: status, headers, then a body by
+    ``Content-Length``, chunked, or up to the end of the connection."""
+    while True:
+        end = data.find(b"\r\n\r\n")
+        while end < 0:
+            if len(data) > _MAX_HEAD:
+                raise PostFailed("the management API's answer has too long a head")
+            data = _more(sock, data)
+            end = data.find(b"\r\n\r\n")
+        lines = data[:end].decode("latin-1").split("\r\n")
+        data = data[end + 4 :]
+        version, _, rest = lines[0].partition(" ")
+        code = rest[:3]
+        if not (version.startswith("HTTP/1.") and code.isdigit()):
+            raise PostFailed(f"not an HTTP answer: {lines[0][:80]!r}")
+        status = int(code)
+        if status >= 200:
+            break  # 1xx answers are interim: the final one follows
+
+    length = -1
+    chunked = False
+    keep_alive = version != "HTTP/1.0"
+    error_type = ""
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        name = name.strip().lower()
+        if name == "content-length":
+            try:
+                length = int(value)
+            except ValueError:
+                raise PostFailed(f"bad Content-Length: {value.strip()[:40]!r}") from None
+        elif name == "transfer-encoding":
+            chunked = "chunked" in value.lower()
+        elif name == "connection":
+            tokens = value.lower()
+            if "close" in tokens:
+                keep_alive = False
+            elif "keep-alive" in tokens:
+                keep_alive = True
+        elif name == "x-amzn-errortype":
+            error_type = value.strip().partition(":")[0]
+
+    if method == "HEAD" or status in (204, 304):
+        body = b""
+    elif chunked:
+        body, data = _read_chunked(sock, data)
+    elif length >= 0:
+        while len(data) < length:
+            data = _more(sock, data)
+        body, data = data[:length], data[length:]
+    else:  # the body ends with the connection
+        parts = [data]
+        while chunk := sock.recv(_RECV_SIZE):
+            parts.append(chunk)
+        body, data, keep_alive = b"".join(parts), b"", False
+    if data:  # bytes beyond the answer: the connection is not in a known state
+        keep_alive = False
+    return _Answer(status, body, error_type, keep_alive)
+
+
+def _read_chunked(sock: socket.socket, data: bytes) -> tuple[bytes, bytes]:
+    body = bytearray()
+    while True:
+        end = data.find(b"\r\n")
+        while end < 0:
+            if len(data) > _MAX_HEAD:
+                raise PostFailed("bad chunk size line in the management API's answer")
+            data = _more(sock, data)
+            end = data.find(b"\r\n")
+        try:
+            size = int(data[:end].partition(b";")[0].strip(), 16)
+        except ValueError:
+            raise PostFailed("bad chunk size in the management API's answer") from None
+        data = data[end + 2 :]
+        if size == 0:
+            break
+        while len(data) < size + 2:
+            data = _more(sock, data)
+        if data[size : size + 2] != b"\r\n":
+            raise PostFailed("a chunk of the management API's answer does not end with CRLF")
+        body += data[:size]
+        data = data[size + 2 :]
+    while True:  # trailers, up to an empty line
+        end = data.find(b"\r\n")
+        while end < 0:
+            if len(data) > _MAX_HEAD:
+                raise PostFailed("too long trailers in the management API's answer")
+            data = _more(sock, data)
+            end = data.find(b"\r\n")
+        line, data = data[:end], data[end + 2 :]
+        if not line:
+            return bytes(body), data
+
+
+class _ConnectionPool:
+    """Keep-alive connections to one host: a LIFO of idle sockets, at most ``maxsize`` kept.
+
+    A request takes the most recently used idle socket, or opens one; ``deque.pop`` and
+    ``append`` are atomic, so threads share the pool without a lock. A reused socket that the
+    server closed while it was idle (end of stream or reset before any byte of the answer) is
+    replaced by a new connection and the request sent again, once.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        maxsize: int,
+        ssl_context: ssl.SSLContext | None = None,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        read_timeout: float = READ_TIMEOUT,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.maxsize = maxsize
+        self.ssl_context = ssl_context
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.name = f"{host}:{port}"
+        self._idle: collections.deque[socket.socket] = collections.deque()
+
+    def _connect(self) -> socket.socket:
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
+        except OSError as error:
+            raise PostFailed(f"could not connect to {self.name}: {error}") from None
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.ssl_context is not None:
+                sock = self.ssl_context.wrap_socket(sock, server_hostname=self.host)
+            sock.settimeout(self.read_timeout)
+        except OSError as error:
+            sock.close()
+            raise PostFailed(f"could not connect to {self.name}: {error}") from None
+        return sock
+
+    def request(self, request: bytes, method: str) -> _Answer:
+        idle = self._idle
+        try:
+            sock = idle.pop()
+            reused = True
+        except IndexError:
+            sock = self._connect()
+            reused = False
+        while True:
+            try:
+                sock.sendall(request)
+                first = sock.recv(_RECV_SIZE)
+            except TimeoutError:
+                sock.close()
+                raise PostFailed(
+                    f"{self.name} did not answer within {self.read_timeout:g} s"
+                ) from None
+            except OSError as error:  # reset, broken pipe, TLS end of stream
+                first = b""
+                reason = str(error)
+            else:
+                reason = "end of stream"
+            if first:
+                break
+            sock.close()
+            if not reused:
+                raise PostFailed(f"{self.name} closed the connection without answering: {reason}")
+            sock = self._connect()
+            reused = False
+        try:
+            answer = _read_answer(sock, first, method)
+        except TimeoutError:
+            sock.close()
+            raise PostFailed(f"{self.name} did not finish answering within the timeout") from None
+        except OSError as error:
+            sock.close()
+            raise PostFailed(f"reading {self.name}'s answer: {error}") from None
+        except PostFailed:
+            sock.close()
+            raise
+        if answer.keep_alive and len(idle) < self.maxsize:
+            idle.append(sock)
+        else:
+            sock.close()
+        return answer
+
+    def close(self) -> None:
+        while True:
+            try:
+                self._idle.pop().close()
+            except IndexError:
+                return
+
+
+class _NoEndpoint:
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def request(self, request: bytes, method: str) -> _Answer:
+        raise PostFailed(self.reason)
+
+    def close(self) -> None:
+        pass
+
+
+def _default_ssl_context() -> ssl.SSLContext:
+    """Verified TLS with the CA bundle botocore would use: ``AWS_CA_BUNDLE``, else certifi's,
+    else the system's."""
+    cafile = os.environ.get("AWS_CA_BUNDLE")
+    if not cafile:
+        try:
+            import certifi
+
+            cafile = certifi.where()
+        except ImportError:
+            cafile = None
+    return ssl.create_default_context(cafile=cafile)
+
+
+class LeanPoster:
+    """The management API over HTTP/1.1 written directly on pooled keep-alive sockets.
+
+    Per endpoint, the ``Host`` value, the path prefix and the signing scope are worked out once;
+    per connection id, its path and canonical path are cached; per post, what is left is one
+    SigV4 signature, one buffer written and one answer read.
+    """
+
+    def __init__(
+        self,
+        endpoint_url: str,
+        region: str,
+        concurrency: int = 128,
+        credentials=None,
+        ssl_context: ssl.SSLContext | None = None,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        read_timeout: float = READ_TIMEOUT,
+    ) -> None:
         self.endpoint_url = endpoint_url.rstrip("/")
         self.signer = SigV4Signer(region, credentials=credentials)
-        self.pool = pool or urllib3.PoolManager(
-            maxsize=concurrency,
-            block=False,
-            retries=False,
-            timeout=urllib3.Timeout(connect=3.0, read=5.0),
+        parts = urlsplit(self.endpoint_url)
+        self._prefix = f"{parts.path}/@connections/"
+        self._paths: dict[str, tuple[str, str]] = {}
+        self.pool: _ConnectionPool | _NoEndpoint
+        try:
+            self._host = _host_from_url(parts)
+            port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
+        except ValueError:  # a port that is not a number
+            self._host, port = "", None
+        if parts.scheme not in _DEFAULT_PORTS or not parts.hostname or port is None:
+            # As urllib3 did: every request fails (PostFailed), the handler itself does not.
+            self.pool = _NoEndpoint(f"not an http(s) endpoint: {endpoint_url!r}")
+            return
+        if parts.scheme == "https" and ssl_context is None:
+            ssl_context = _default_ssl_context()
+        self.pool = _ConnectionPool(
+            parts.hostname,
+            port,
+            max(1, concurrency),
+            ssl_context if parts.scheme == "https" else None,
+            connect_timeout,
+            read_timeout,
         )
 
     def _url(self, connection_id: str) -> str:
         return f"{self.endpoint_url}/@connections/{quote(connection_id, safe='')}"
 
-    def _request(self, method: str, connection_id: str, body: bytes = b""):
-        import urllib3
+    def _path(self, connection_id: str) -> tuple[str, str]:
+        """(path on the wire, canonical path signed) for a connection id, cached."""
+        found = self._paths.get(connection_id)
+        if found is None:
+            path = self._prefix + quote(connection_id, safe="")
+            found = (path, _canonical_path(path))
+            if len(self._paths) >= 8192:
+                self._paths.clear()
+            self._paths[connection_id] = found
+        return found
 
-        url = self._url(connection_id)
-        headers = self.signer.headers(method, url, body)
-        try:
-            response = self.pool.request(method, url, body=body or None, headers=headers)
-        except urllib3.exceptions.HTTPError as error:
-            raise PostFailed(str(error)) from None
-        if response.status == 410:
+    def _request(self, method: str, connection_id: str, body: bytes = b"") -> _Answer:
+        path, canonical_path = self._path(connection_id)
+        creds = self.signer._frozen()
+        amz_date = _amz_date()
+        authorization = self.signer.authorization(
+            creds,
+            method,
+            self._host,
+            canonical_path,
+            "",
+            hashlib.sha256(body).hexdigest() if body else _EMPTY_SHA256,
+            amz_date,
+        )
+        token = creds.token
+        # The headers boto3 sends, less its User-Agent and SDK invocation ids; like boto3, no
+        # Content-Type (the body is the frame, raw) and no Content-Length on a GET.
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: {self._host}\r\nAccept-Encoding: identity\r\n"
+            f"X-Amz-Date: {amz_date}\r\n"
+            + (f"X-Amz-Security-Token: {token}\r\n" if token else "")
+            + f"Authorization: {authorization}\r\n"
+            + ("\r\n" if method == "GET" else f"Content-Length: {len(body)}\r\n\r\n")
+        ).encode()
+        answer = self.pool.request(head + body if body else head, method)
+        status = answer.status
+        if status < 300:
+            return answer
+        # As Boto3Poster reads botocore's ClientError: by status, or by AWS error code.
+        code = answer.error_type
+        if status == 410 or code == "GoneException":
             raise Gone(connection_id)
-        if response.status == 429:
+        if status == 429 or code in ("LimitExceededException", "TooManyRequestsException"):
             raise Throttled(connection_id)
-        if response.status >= 300:
-            text = response.data[:200].decode("utf-8", "replace")
-            raise PostFailed(f"HTTP {response.status}: {text}")
-        return response
+        text = answer.body[:200].decode("utf-8", "replace")
+        raise PostFailed(f"{code or status}: HTTP {status}: {text}")
 
     def post(self, connection_id: str, data: bytes) -> None:
         self._request("POST", connection_id, data)
@@ -215,7 +591,10 @@ class LeanPoster:
 
     def get(self, connection_id: str) -> dict:
         """GetConnection, in the shape boto3 returns it."""
-        wire = json.loads(self._request("GET", connection_id).data or b"{}")
+        try:
+            wire = json.loads(self._request("GET", connection_id).body or b"{}")
+        except ValueError as error:
+            raise PostFailed(f"GetConnection's answer is not JSON: {error}") from None
         identity = wire.get("identity") or {}
         answer = {
             "Identity": {
@@ -227,6 +606,10 @@ class LeanPoster:
             if wire.get(key):
                 answer[key[0].upper() + key[1:]] = _timestamp(wire[key])
         return answer
+
+    def close(self) -> None:
+        """Closes the idle connections (a warm Lambda keeps them; tests and tools close them)."""
+        self.pool.close()
 
 
 def _timestamp(text: str) -> datetime.datetime:

@@ -13,7 +13,7 @@ def test_defaults():
     assert settings.log_max_messages == 1000
     assert settings.log_retention_seconds == 86400
     assert settings.connection_ttl_seconds == 7200
-    assert settings.fanout_concurrency == 64
+    assert settings.fanout_concurrency == 128
     assert settings.poster == "lean"
 
 
