@@ -73,15 +73,25 @@ def _boto_config(concurrency: int):
 
 
 class Boto3Poster:
-    def __init__(self, endpoint_url: str, region: str, concurrency: int = 128, client=None) -> None:
+    def __init__(
+        self, endpoint_url: str, region: str, concurrency: int = 128, client=None, credentials=None
+    ) -> None:
         if client is None:
             import boto3
 
+            keys = {}
+            if credentials is not None:
+                keys = {
+                    "aws_access_key_id": credentials.access_key,
+                    "aws_secret_access_key": credentials.secret_key,
+                    "aws_session_token": credentials.token,
+                }
             client = boto3.client(
                 "apigatewaymanagementapi",
                 endpoint_url=endpoint_url,
                 region_name=region,
                 config=_boto_config(concurrency),
+                **keys,
             )
         self.client = client
 

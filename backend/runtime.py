@@ -15,6 +15,7 @@ from backend.registry import Registry
 _lock = threading.Lock()
 _registry: Registry | None = None
 _posters: dict[str, Poster] = {}
+_credentials = None
 
 
 def redis_client(settings: config.Settings):
@@ -56,9 +57,26 @@ def poster(endpoint_url: str) -> Poster:
         if found is None:
             settings = config.settings()
             kind = POSTERS.get(settings.poster, POSTERS["lean"])
-            found = kind(endpoint_url, settings.region, concurrency=settings.fanout_concurrency)
+            found = kind(
+                endpoint_url,
+                settings.region,
+                concurrency=settings.fanout_concurrency,
+                credentials=_credentials,
+            )
             _posters[endpoint_url] = found
         return found
+
+
+def sign_with(credentials) -> None:
+    """Sign management API calls with these credentials instead of the process's AWS identity.
+
+    The sandbox uses stand-in keys, so that running it never changes what credentials the
+    console's own AWS calls use; ``None`` goes back to the process's identity.
+    """
+    global _credentials
+    with _lock:
+        _credentials = credentials
+        _posters.clear()
 
 
 def reset() -> None:

@@ -53,6 +53,7 @@ from typing import ClassVar
 
 from aiohttp import WSMsgType, web
 from aiohttp.http_websocket import WebSocketError
+from botocore.credentials import Credentials
 
 from desktop.sandbox import events, metrics, policy
 from desktop.sandbox.events import Handshake
@@ -76,6 +77,7 @@ CLOSE_NO_STATUS = 1005
 CLOSE_ABNORMAL = 1006
 CLOSE_TOO_BIG = 1009
 
+SANDBOX_CREDENTIALS = Credentials("sandbox", "sandbox")
 log = logging.getLogger("desktop.sandbox")
 
 Handler = Callable[[dict, object], object]
@@ -444,13 +446,6 @@ class Sandbox:
             "TOKEN_SECRET": self.token_secret,
             "MANAGEMENT_ENDPOINT_URL": self.endpoint_url,
         }
-        if not os.environ.get("AWS_ACCESS_KEY_ID"):
-            # Handlers sign management API calls with SigV4 as in AWS; any key will do here.
-            wanted["AWS_ACCESS_KEY_ID"] = "sandbox"
-            wanted["AWS_SECRET_ACCESS_KEY"] = "sandbox"
-            wanted["AWS_SESSION_TOKEN"] = ""
-        if not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
-            wanted["AWS_DEFAULT_REGION"] = "us-east-1"
         # Handler logs above WARNING only, and metrics go to /_metrics rather than stdout.
         for name, value in (
             ("POWERTOOLS_LOG_LEVEL", "WARNING"),
@@ -479,6 +474,9 @@ class Sandbox:
             from backend import observability, runtime
 
             runtime.reset()
+            # Handlers sign management API calls with SigV4 as in AWS; stand-in keys will do
+            # here, passed directly so the console's own AWS calls keep the user's identity.
+            runtime.sign_with(SANDBOX_CREDENTIALS)
             if self.integrations is None:
                 self.integrations = Integrations.from_backend()
         except ImportError as error:
@@ -509,6 +507,7 @@ class Sandbox:
         with contextlib.suppress(ImportError):
             from backend import runtime
 
+            runtime.sign_with(None)
             runtime.reset()
         if self._redis is not None:
             self._redis.stop()

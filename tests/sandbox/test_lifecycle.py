@@ -141,3 +141,30 @@ def test_the_environment_secret_wins(config_dir, monkeypatch):
     found = secret.load()
     assert (found.value, found.location) == ("from-the-environment", "CLASSROOM_TOKEN_SECRET")
     assert not (config_dir / "sandbox-token-secret").exists()
+
+
+def test_a_running_sandbox_leaves_the_consoles_aws_identity_alone(redis_server, monkeypatch):
+    """The console's AWS calls run in the same process: the sandbox must not lend them keys."""
+    for name in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_DEFAULT_REGION",
+        "AWS_REGION",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    sandbox = Sandbox(SandboxConfig(port=0, redis_url=redis_server, token_secret=SECRET))
+    sandbox.start()
+    try:
+        assert "AWS_ACCESS_KEY_ID" not in os.environ
+        assert "AWS_DEFAULT_REGION" not in os.environ
+        teacher = ClassroomSocket(sandbox, "keys-room", "teacher-1", "teacher")
+        student = ClassroomSocket(sandbox, "keys-room", "student-1")
+        teacher.receive_event("join")
+        ack = student.request({"action": "send", "type": "chat.message", "id": "m"}, "ack")
+        assert ack["seq"] == 1
+        assert teacher.receive_event("message")["id"] == "m"
+        teacher.close()
+        student.close()
+    finally:
+        sandbox.stop()
