@@ -1,0 +1,131 @@
+"""A table model over a list of dataclass rows, the shape every console table shares.
+
+Subclasses name their columns with an ``IntEnum`` and say how a row shows in each one;
+replacing the rows is one reset, appending is one insert range, so views stay cheap however
+fast rows arrive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from enum import IntEnum
+from typing import Any, ClassVar, Generic, TypeVar
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtGui import QColor, QGuiApplication
+
+Row = TypeVar("Row")
+Index = QModelIndex | QPersistentModelIndex
+
+
+class RowTableModel(QAbstractTableModel, Generic[Row]):
+    """Rows are dataclasses; ``columns`` is the module-level column enum."""
+
+    columns: ClassVar[type[IntEnum]]
+    headers: ClassVar[dict[int, str]]
+
+    def __init__(self, rows: Iterable[Row] = (), parent=None) -> None:
+        super().__init__(parent)
+        self._rows: list[Row] = list(rows)
+
+    # What subclasses say about a row; ``None`` means nothing to show.
+    def display(self, row: Row, column: int) -> Any:
+        raise NotImplementedError
+
+    def foreground(self, row: Row, column: int) -> Any:
+        return None
+
+    def tooltip(self, row: Row, column: int) -> Any:
+        return None
+
+    @property
+    def rows(self) -> Sequence[Row]:
+        return tuple(self._rows)
+
+    def row(self, index: int) -> Row:
+        return self._rows[index]
+
+    def set_rows(self, rows: Iterable[Row]) -> None:
+        self.beginResetModel()
+        self._rows = list(rows)
+        self.endResetModel()
+
+    def append_rows(self, rows: Iterable[Row]) -> None:
+        rows = list(rows)
+        if not rows:
+            return
+        first = len(self._rows)
+        self.beginInsertRows(QModelIndex(), first, first + len(rows) - 1)
+        self._rows.extend(rows)
+        self.endInsertRows()
+
+    def clear(self) -> None:
+        self.set_rows([])
+
+    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008 - Qt's signature
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self.columns)
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or index.row() >= len(self._rows):
+            return None
+        row = self._rows[index.row()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self.display(row, index.column())
+        if role == Qt.ItemDataRole.ForegroundRole:
+            return self.foreground(row, index.column())
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return self.tooltip(row, index.column())
+        return None
+
+    def headerData(
+        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
+    ) -> Any:
+        if role != Qt.ItemDataRole.DisplayRole:
+            return None
+        if orientation == Qt.Orientation.Horizontal:
+            return self.headers.get(section) if 0 <= section < len(self.columns) else None
+        return str(section + 1) if 0 <= section < len(self._rows) else None
+
+
+_TONES = {
+    # name: (on a light background, on a dark background)
+    "good": ("#1a7f37", "#3fb950"),
+    "bad": ("#cf222e", "#f85149"),
+    "warn": ("#9a6700", "#d29922"),
+    "muted": ("#57606a", "#8b949e"),
+}
+
+
+def tone(name: str) -> QColor:
+    """A text colour for a state (``good``, ``bad``, ``warn``, ``muted``) readable in both themes."""
+    dark = QGuiApplication.palette().window().color().lightness() < 128
+    light_colour, dark_colour = _TONES[name]
+    return QColor(dark_colour if dark else light_colour)
+
+
+def status_tone(status: str | None) -> str | None:
+    """The tone of a CloudFormation status: failures bad, rollbacks warn, completions good."""
+    if not status:
+        return None
+    if "FAILED" in status:
+        return "bad"
+    if "ROLLBACK" in status:
+        return "warn"
+    if status.startswith("DELETE"):
+        return "muted"
+    if status.endswith("COMPLETE"):
+        return "good"
+    return None
+
+
+def local_time(when: datetime | None, pattern: str = "%Y-%m-%d %H:%M") -> str:
+    """``when`` in the user's time zone (AWS gives UTC), or "" for no time."""
+    if when is None:
+        return ""
+    if when.tzinfo is not None:
+        when = when.astimezone()
+    return when.strftime(pattern)

@@ -1,0 +1,111 @@
+"""Console windows for view tests: isolated settings, no real AWS, clean shutdown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import shiboken6
+from PySide6.QtCore import QSettings
+
+from desktop import messages, workers
+from desktop.services.deploy import DeployEngine
+from desktop.services.environments import Environment
+from desktop.services.outputs_store import OutputsStore
+from desktop.views.main_window import MainWindow
+from desktop.workers.sandbox import Phase
+from tests.desktop.services.deploy_support import TEMPLATES, copy_backend
+
+
+@pytest.fixture(autouse=True)
+def config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The console's own files (sandbox secret, outputs, logs) in a temporary folder."""
+    folder = tmp_path / "config"
+    monkeypatch.setenv("CLASSROOM_CONSOLE_CONFIG_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture
+def posted(qtbot):
+    """Everything posted to the messages path; a test fails if a bug (a dialog) was posted."""
+    seen: list[messages.Message] = []
+    messages.bus().posted.connect(seen.append)
+    yield seen
+    messages.bus().posted.disconnect(seen.append)
+    bugs = [message.text for message in seen if message.dialog]
+    assert not bugs, bugs
+
+
+@pytest.fixture
+def settings_path(tmp_path: Path) -> Path:
+    return tmp_path / "console.ini"
+
+
+@pytest.fixture
+def source_root(tmp_path_factory) -> Path:
+    """A copy of the backend to package (the same for every deploy in a test)."""
+    return copy_backend(tmp_path_factory.mktemp("source"))
+
+
+@pytest.fixture
+def engine_factory(tmp_path: Path, source_root: Path):
+    """Engines that deploy a test template moto can run, polling fast."""
+    template = {"path": TEMPLATES / "stack.yaml"}
+
+    def factory(environment: Environment) -> DeployEngine:
+        from desktop.services.aws import AwsTarget
+
+        return DeployEngine(
+            AwsTarget(environment.profile, environment.region, environment.endpoint_url),
+            environment.stack_name,
+            template_path=template["path"],
+            source_root=source_root,
+            poll_interval=0.05,
+            store=OutputsStore(tmp_path / "outputs.json"),
+            change_set_timeout=30,
+        )
+
+    factory.template = template
+    return factory
+
+
+@pytest.fixture
+def open_window(qtbot, settings_path: Path, posted):
+    """Opens console windows on the test's settings; closes them and waits for their work.
+
+    The fixture closes and deletes its windows itself (not ``qtbot.addWidget``), so a window
+    lives until the sandbox it started has reported that it stopped.
+    """
+    opened: list[MainWindow] = []
+
+    def open_(**options) -> MainWindow:
+        options.setdefault("list_profiles", lambda: [])
+        options.setdefault("sandbox_port", 0)
+        window = MainWindow(QSettings(str(settings_path), QSettings.Format.IniFormat), **options)
+        window.show()
+        qtbot.waitExposed(window)
+        opened.append(window)
+        return window
+
+    yield open_
+    for window in opened:
+        if window.isVisible():
+            window.close()
+        qtbot.waitUntil(
+            lambda w=window: w.supervisor.state.phase in (Phase.STOPPED, Phase.FAILED),
+            timeout=15_000,
+        )
+    # Every worker's signals delivered (the registry forgets a worker after its last one)...
+    qtbot.waitUntil(lambda: workers.active_count() == 0, timeout=15_000)
+    for window in opened:
+        # ...then the windows are deleted now, on this thread: a window left to the garbage
+        # collector could be destroyed from a worker thread of a later test.
+        shiboken6.delete(window)
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """The offscreen platform cannot resize dialogs to their hints and says so; that is all."""
+    for item in items:
+        item.add_marker(
+            pytest.mark.qt_log_ignore("This plugin does not support propagateSizeHints")
+        )

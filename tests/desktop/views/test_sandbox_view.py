@@ -1,0 +1,115 @@
+"""The embedded sandbox: started and stopped from the console, off the GUI thread."""
+
+from __future__ import annotations
+
+import socket
+
+from desktop.sandbox.gateway import Sandbox, SandboxConfig
+from desktop.services.aws import AwsProfile
+from desktop.services.environments import SANDBOX_NAME
+from desktop.workers.sandbox import Phase
+
+START_TIMEOUT = 30_000
+
+
+def wait_phase(qtbot, window, phase: Phase) -> None:
+    qtbot.waitUntil(lambda: window.supervisor.state.phase is phase, timeout=START_TIMEOUT)
+
+
+def test_start_and_stop_from_the_environments_view(qtbot, open_window, config_dir) -> None:
+    window = open_window()
+    panel = window.environments_view.sandbox_panel
+    assert window.environments_view.pages.currentWidget() is panel
+    assert panel.start_button.isEnabled() and not panel.stop_button.isEnabled()
+    assert panel.websocket_url.text() == ""
+
+    panel.start_button.click()
+    assert window.supervisor.state.phase is Phase.STARTING  # the GUI thread did not wait
+    assert not panel.start_button.isEnabled()
+    wait_phase(qtbot, window, Phase.RUNNING)
+
+    state = window.supervisor.state
+    url = panel.websocket_url.text()
+    assert url == state.websocket_url
+    assert url.startswith("ws://127.0.0.1:") and url.endswith("/local")
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    assert port != 0
+    socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    assert panel.management_url.text().endswith("/local/@connections")
+    assert panel.admin_url.text().endswith("/_admin")
+    assert panel.metrics_url.text().endswith("/_metrics")
+    assert panel.redis.text() == state.redis_description and state.redis_description
+    assert "never shown" in panel.token_secret.text()
+    assert window.environments_view.model.state(SANDBOX_NAME) == "running"
+    assert window.environment_label.state.endswith(f"{SANDBOX_NAME} · running · {url}")
+    for placeholder in window.placeholders.values():
+        assert url in placeholder.target.text()
+    assert panel.stop_button.isEnabled() and window.stop_sandbox_action.isEnabled()
+
+    # The secret itself is shown nowhere.
+    secret = Sandbox._active.token_secret
+    texts = [label.text() for label in window.findChildren(type(panel.redis))]
+    assert not any(secret in text for text in texts)
+
+    window.stop_sandbox_action.trigger()
+    wait_phase(qtbot, window, Phase.STOPPED)
+    assert panel.websocket_url.text() == ""
+    assert window.environment_label.state.endswith(f"{SANDBOX_NAME} · stopped")
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        listening = True
+    except OSError:
+        listening = False
+    assert not listening
+
+
+def test_a_first_run_without_profiles_starts_the_sandbox(qtbot, open_window) -> None:
+    window = open_window(autostart_sandbox=True, list_profiles=lambda: [])
+    wait_phase(qtbot, window, Phase.RUNNING)
+    assert window.session.environment.name == SANDBOX_NAME
+    assert "running · ws://127.0.0.1:" in window.environment_label.state
+    with qtbot.waitSignal(window.supervisor.state_changed, timeout=START_TIMEOUT):
+        window.close()
+    wait_phase(qtbot, window, Phase.STOPPED)
+    assert Sandbox._active is None
+
+
+def test_with_aws_profiles_the_sandbox_waits_to_be_asked(qtbot, open_window) -> None:
+    window = open_window(
+        autostart_sandbox=True, list_profiles=lambda: [AwsProfile("default", "us-east-1", False)]
+    )
+    qtbot.waitUntil(lambda: len(window.environments_view.profiles) == 1)
+    assert window.supervisor.state.phase is Phase.STOPPED
+
+
+def test_a_sandbox_that_cannot_start_says_why(qtbot, open_window, posted) -> None:
+    other = Sandbox(SandboxConfig(port=0))
+    other.start()
+    try:
+        window = open_window()
+        window.start_sandbox_action.trigger()
+        wait_phase(qtbot, window, Phase.FAILED)
+    finally:
+        other.stop()
+    panel = window.environments_view.sandbox_panel
+    assert panel.banner.kind == "error"
+    assert panel.banner.label.text().startswith("A sandbox already runs in this process at ws://")
+    assert window.environments_view.model.state(SANDBOX_NAME) == "could not start"
+    assert panel.start_button.isEnabled()
+    assert any(m.text.startswith("A sandbox already runs") for m in posted)
+    # It can be started again once the cause is gone.
+    panel.start_button.click()
+    wait_phase(qtbot, window, Phase.RUNNING)
+    assert panel.banner.isHidden()
+
+
+def test_a_taken_port_moves_the_sandbox_to_a_free_one(qtbot, open_window, posted) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        window = open_window(sandbox_port=port)
+        window.start_sandbox_action.trigger()
+        wait_phase(qtbot, window, Phase.RUNNING)
+    assert f":{port}/" not in window.supervisor.state.websocket_url
+    assert any(f"Port {port} is in use" in m.text for m in posted)
