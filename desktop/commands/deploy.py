@@ -81,6 +81,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     destroy.add_argument("--yes", action="store_true", help="destroy without typing the name")
     destroy.set_defaults(func=_usage_errors(run_destroy))
 
+    recover = subparsers.add_parser(
+        "recover",
+        parents=[common, polling],
+        help="resume a failed rollback or roll back a stack stuck after a failed deploy",
+        description="Bring a stack that an interrupted or failed deploy left behind back to a "
+        "state that can be deployed again.",
+    )
+    how = recover.add_mutually_exclusive_group(required=True)
+    how.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue a rollback that failed (UPDATE_ROLLBACK_FAILED)",
+    )
+    how.add_argument(
+        "--rollback",
+        action="store_true",
+        help="roll back a stack whose create or update failed (*_FAILED)",
+    )
+    recover.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        metavar="LOGICAL_ID",
+        help="with --resume: a resource to leave as it is (repeatable)",
+    )
+    recover.set_defaults(func=_usage_errors(run_recover))
+
 
 def _parameter(text: str) -> tuple[str, str]:
     key, separator, value = text.partition("=")
@@ -335,4 +362,34 @@ def run_destroy(args: argparse.Namespace) -> int:
         _say_error(failure)
         return EXIT_FAILED
     _say(f"Stack {args.stack} is deleted.")
+    return EXIT_OK
+
+
+def run_recover(args: argparse.Namespace) -> int:
+    """Resume a failed rollback or roll back, streaming events until the stack settles."""
+    if args.skip and not args.resume:
+        _say_error("--skip goes with --resume only.")
+        return EXIT_USAGE
+    engine = DeployEngine(_target(args), args.stack, poll_interval=args.poll_interval)
+    items = engine.resume(skip=tuple(args.skip)) if args.resume else engine.rollback()
+    results: list[DeployResult] = []
+    try:
+        _stream(items, results.append)
+    except KeyboardInterrupt:
+        _say()
+        _say_error(
+            "Stopped watching; CloudFormation carries on. Run "
+            f"`classroom-console status --stack {args.stack}` to follow it."
+        )
+        return EXIT_INTERRUPTED
+    if not results:
+        return EXIT_FAILED
+    result = results[-1]
+    if not result.ok:
+        failure = (
+            result.failure.sentence if result.failure else f"The stack is {result.stack_status}."
+        )
+        _say_error(failure)
+        return EXIT_FAILED
+    _say(f"Stack {args.stack} is {result.stack_status}; it can be deployed again.")
     return EXIT_OK

@@ -248,3 +248,24 @@ def test_an_unreachable_endpoint_prints_a_sentence(aws_environment, tmp_path):
     assert completed.returncode == 1
     assert "classroom-console: Could not reach AWS at http://127.0.0.1:9" in completed.stderr
     assert "Traceback" not in completed.stderr
+
+
+def test_recover_explains_what_it_cannot_do(endpoint, use_template, capsys):
+    """moto has no continue_update_rollback or rollback_stack, so only the refusals run here."""
+    code, _, err = run(capsys, "recover", "--stack", "never-made", "--resume", *where(endpoint))
+    assert code == 1 and "never-made" in err and "nothing to resume" in err
+
+    assert run(capsys, "deploy", "--stack", "healthy", "--yes", *where(endpoint))[0] == 0
+    code, _, err = run(capsys, "recover", "--stack", "healthy", "--resume", *where(endpoint))
+    assert code == 1
+    assert "only a stack whose rollback failed (UPDATE_ROLLBACK_FAILED) can be resumed" in err
+
+
+def test_recover_needs_one_way_and_skip_only_with_resume(endpoint, use_template, capsys):
+    with pytest.raises(SystemExit) as usage:
+        cli.main(["recover", "--stack", "s", *where(endpoint)])
+    assert usage.value.code == 2
+    code, _, err = run(
+        capsys, "recover", "--stack", "s", "--rollback", "--skip", "Queue", *where(endpoint)
+    )
+    assert code == 2 and "--skip goes with --resume only" in err
