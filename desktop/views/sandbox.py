@@ -90,7 +90,7 @@ class SandboxPanel(QWidget):
         try_it_layout.addWidget(
             note(
                 "Join a classroom from a terminal: mint a token signed with the sandbox's secret, "
-                "then connect any WebSocket client (wscat here) and send "
+                "then connect any WebSocket client (wsdump, installed with the console, here) and send "
                 '{"action": "send", "type": "chat.message", "data": "hi"}.'
             )
         )
@@ -128,7 +128,7 @@ class SandboxPanel(QWidget):
         if state.websocket_url:
             self.try_it_commands.setText(
                 "TOKEN=$(classroom-console token --sub alice --role teacher --room demo)\n"
-                f'wscat -c "{state.websocket_url}?room=demo&token=$TOKEN"'
+                f'wsdump "{state.websocket_url}?room=demo&token=$TOKEN"'
             )
         if state.phase is Phase.FAILED and state.error:
             self.banner.show_message("error", state.error)
