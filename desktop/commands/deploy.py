@@ -225,6 +225,35 @@ def _stream(items, on_result: Callable[[DeployResult], None]) -> None:
             on_result(item)
 
 
+def _follow(items, stack_name: str, what: str) -> DeployResult | None:
+    """Streams a stack operation; the result, or None after Ctrl-C or no result (already said)."""
+    results: list[DeployResult] = []
+    try:
+        _stream(items, results.append)
+    except KeyboardInterrupt:
+        _say()
+        _say_error(
+            f"Stopped watching. {what}; run "
+            f"`classroom-console status --stack {stack_name}` to follow it."
+        )
+        return None
+    if not results:
+        return None
+    result = results[-1]
+    if not result.ok:
+        failure = (
+            result.failure.sentence if result.failure else f"The stack is {result.stack_status}."
+        )
+        _say_error(failure)
+    return result
+
+
+def _exit_code(result: DeployResult | None) -> int:
+    if result is None:
+        return EXIT_INTERRUPTED
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
 def run_deploy(args: argparse.Namespace) -> int:
     """Plan, show, confirm, execute and report one deploy."""
     if not args.yes and not interactive():
@@ -265,22 +294,11 @@ def run_deploy(args: argparse.Namespace) -> int:
             engine.discard(plan)
             _say("Nothing was deployed; the change set was deleted.")
             return EXIT_FAILED
-    try:
-        _stream(engine.execute(plan), results.append)
-    except KeyboardInterrupt:
-        _say()
-        _say_error(
-            "Stopped watching. CloudFormation carries on with the deploy; run "
-            f"`classroom-console status --stack {plan.stack_name}` to follow it."
-        )
-        return EXIT_INTERRUPTED
-    result = results[-1]
-    if not result.ok:
-        failure = (
-            result.failure.sentence if result.failure else f"The stack is {result.stack_status}."
-        )
-        _say_error(failure)
-        return EXIT_FAILED
+    result = _follow(
+        engine.execute(plan), plan.stack_name, "CloudFormation carries on with the deploy"
+    )
+    if result is None or not result.ok:
+        return _exit_code(result)
     _say(f"Stack {plan.stack_name} is {result.stack_status}.")
     _print_outputs(result.outputs)
     return EXIT_OK
@@ -344,23 +362,11 @@ def run_destroy(args: argparse.Namespace) -> int:
             confirm = ask("Type the stack name to confirm: ").strip()
         except EOFError:
             confirm = ""
-    results: list[DeployResult] = []
-    try:
-        _stream(engine.destroy(confirm), results.append)
-    except KeyboardInterrupt:
-        _say()
-        _say_error(
-            "Stopped watching. If the deletion started, CloudFormation carries on; run "
-            f"`classroom-console status --stack {args.stack}` to follow it."
-        )
-        return EXIT_INTERRUPTED
-    result = results[-1]
-    if not result.ok:
-        failure = (
-            result.failure.sentence if result.failure else f"The stack is {result.stack_status}."
-        )
-        _say_error(failure)
-        return EXIT_FAILED
+    result = _follow(
+        engine.destroy(confirm), args.stack, "If the deletion started, CloudFormation carries on"
+    )
+    if result is None or not result.ok:
+        return _exit_code(result)
     _say(f"Stack {args.stack} is deleted.")
     return EXIT_OK
 
@@ -372,24 +378,8 @@ def run_recover(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     engine = DeployEngine(_target(args), args.stack, poll_interval=args.poll_interval)
     items = engine.resume(skip=tuple(args.skip)) if args.resume else engine.rollback()
-    results: list[DeployResult] = []
-    try:
-        _stream(items, results.append)
-    except KeyboardInterrupt:
-        _say()
-        _say_error(
-            "Stopped watching; CloudFormation carries on. Run "
-            f"`classroom-console status --stack {args.stack}` to follow it."
-        )
-        return EXIT_INTERRUPTED
-    if not results:
-        return EXIT_FAILED
-    result = results[-1]
-    if not result.ok:
-        failure = (
-            result.failure.sentence if result.failure else f"The stack is {result.stack_status}."
-        )
-        _say_error(failure)
-        return EXIT_FAILED
+    result = _follow(items, args.stack, "CloudFormation carries on")
+    if result is None or not result.ok:
+        return _exit_code(result)
     _say(f"Stack {args.stack} is {result.stack_status}; it can be deployed again.")
     return EXIT_OK
