@@ -67,9 +67,7 @@ def sentence(error: BaseException, *, context: str | None = None) -> str:
         text = str(error)
     else:
         where = f" in {_log_path}" if _log_path else " in the console's log"
-        text = (
-            f"Something unexpected went wrong ({type(error).__name__}); the details are{where}."
-        )
+        text = f"Something unexpected went wrong ({type(error).__name__}); the details are{where}."
     return f"{context}: {text}" if context else text
 
 

@@ -58,5 +58,7 @@ class ChangeSetModel(RowTableModel[Change]):
 
     def tooltip(self, row: Change, column: int) -> Any:
         if column == ChangeColumn.REPLACEMENT and replacement_text(row.replacement) == "Yes":
-            return "CloudFormation replaces this resource: a new one is created and the old deleted."
+            return (
+                "CloudFormation replaces this resource: a new one is created and the old deleted."
+            )
         return None

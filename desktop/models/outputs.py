@@ -22,7 +22,9 @@ class Output:
 
 
 def outputs_from(outputs: dict[str, object]) -> list[Output]:
-    return [Output(str(name), "" if value is None else str(value)) for name, value in outputs.items()]
+    return [
+        Output(str(name), "" if value is None else str(value)) for name, value in outputs.items()
+    ]
 
 
 def websocket_url(outputs: dict[str, object]) -> str | None:

@@ -121,7 +121,9 @@ def validate(environment: Environment) -> None:
     if len(environment.name) > 64:
         raise ConfigurationError("An environment name can be at most 64 characters long.")
     if environment.name.casefold() == SANDBOX_NAME.casefold():
-        raise ConfigurationError(f"“{SANDBOX_NAME}” is the name of the built-in sandbox; choose another.")
+        raise ConfigurationError(
+            f"“{SANDBOX_NAME}” is the name of the built-in sandbox; choose another."
+        )
     if not environment.region or not _REGION.match(environment.region):
         raise ConfigurationError(
             f"“{environment.region or ''}” is not an AWS region; use a code such as eu-west-1."
@@ -131,7 +133,9 @@ def validate(environment: Environment) -> None:
             "A stack name starts with a letter and holds only letters, digits and hyphens "
             "(at most 128 characters)."
         )
-    if environment.endpoint_url and not environment.endpoint_url.startswith(("http://", "https://")):
+    if environment.endpoint_url and not environment.endpoint_url.startswith(
+        ("http://", "https://")
+    ):
         raise ConfigurationError(
             "The endpoint URL must start with http:// or https://, or be left empty for AWS itself."
         )

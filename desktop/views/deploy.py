@@ -463,8 +463,10 @@ class DeployView(QWidget):
             lambda text: self._current(generation) and self.banner.show_message("warning", text)
         )
         worker.signals.errored.connect(
-            lambda error: self._current(generation)
-            and self.banner.show_message("error", messages.sentence(error))
+            lambda error: (
+                self._current(generation)
+                and self.banner.show_message("error", messages.sentence(error))
+            )
         )
         start(worker)
 
@@ -596,9 +598,7 @@ class DeployView(QWidget):
             f"CloudFormation will {'create' if creating else 'update'} stack "
             f"{plan.stack_name} with these {count}. Nothing changes until you confirm."
         )
-        replaced = sum(
-            1 for change in plan.changes if str(change.replacement).lower() == "true"
-        )
+        replaced = sum(1 for change in plan.changes if str(change.replacement).lower() == "true")
         self.confirm_button.setText(f"Deploy {count}")
         self.change_set_group.setTitle(f"Change set {plan.change_set_name}")
         self.change_set_group.show()
@@ -732,7 +732,9 @@ class DeployView(QWidget):
     def _show_stack_status(self, status: str) -> None:
         self._stack_status = status
         phrase, tone = health_of(status)
-        self.status_label.set_state("Not deployed yet" if phrase == "not deployed" else status, tone)
+        self.status_label.set_state(
+            "Not deployed yet" if phrase == "not deployed" else status, tone
+        )
         self._report_health()
 
     def _report_health(self) -> None:
@@ -751,7 +753,8 @@ class DeployView(QWidget):
         self.websocket_field.set_text(url)
         if not url:
             self.websocket_field.edit.setPlaceholderText(
-                "No WebSocket URL among the outputs" if has_outputs
+                "No WebSocket URL among the outputs"
+                if has_outputs
                 else "Known once the stack is deployed"
             )
 

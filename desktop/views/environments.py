@@ -67,16 +67,22 @@ class EnvironmentDelegate(QStyledItemDelegate):
         text_role = QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text
         painter.setPen(option.palette.color(text_role))
         top = rect.adjusted(0, 0, 0, -(rect.height() - height))
-        painter.drawText(top, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-                         option.fontMetrics.elidedText(name, Qt.TextElideMode.ElideRight, rect.width()))
+        painter.drawText(
+            top,
+            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+            option.fontMetrics.elidedText(name, Qt.TextElideMode.ElideRight, rect.width()),
+        )
         font.setBold(False)
         painter.setFont(font)
         subtitle = ("Sandbox" if kind == "sandbox" else "AWS") + (f" · {state}" if state else "")
         if not selected and health:
             painter.setPen(tone(health))
         bottom = rect.adjusted(0, height + 2, 0, 0)
-        painter.drawText(bottom, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop,
-                         option.fontMetrics.elidedText(subtitle, Qt.TextElideMode.ElideRight, rect.width()))
+        painter.drawText(
+            bottom,
+            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop,
+            option.fontMetrics.elidedText(subtitle, Qt.TextElideMode.ElideRight, rect.width()),
+        )
         painter.restore()
 
 
@@ -143,6 +149,7 @@ class EnvironmentsView(QWidget):
         self.sandbox_panel = SandboxPanel()
         self.sandbox_panel.start_requested.connect(supervisor.start)
         self.sandbox_panel.stop_requested.connect(supervisor.stop)
+        self.sandbox_panel.restart_requested.connect(supervisor.restart)
         self.deploy_view = deploy_view
         self.pages = QStackedWidget()
         self.pages.addWidget(self.sandbox_panel)

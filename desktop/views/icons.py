@@ -59,8 +59,10 @@ def _draw(painter: QPainter, name: str, s: float) -> None:
         rect = QRectF(s * 0.18, s * 0.18, s * 0.64, s * 0.64)
         painter.drawArc(rect, 60 * 16, 290 * 16)
         end = math.radians(60)
-        tip = QPointF(rect.center().x() + rect.width() / 2 * math.cos(end),
-                      rect.center().y() - rect.height() / 2 * math.sin(end))
+        tip = QPointF(
+            rect.center().x() + rect.width() / 2 * math.cos(end),
+            rect.center().y() - rect.height() / 2 * math.sin(end),
+        )
         painter.drawLine(tip, tip + QPointF(-s * 0.2, -s * 0.02))
         painter.drawLine(tip, tip + QPointF(s * 0.02, s * 0.2))
     else:

@@ -137,7 +137,9 @@ class MainWindow(QMainWindow):
 
     # Building
 
-    def _action(self, text: str, slot, shortcut: str | None = None, icon=None, tip: str = "") -> QAction:
+    def _action(
+        self, text: str, slot, shortcut: str | None = None, icon=None, tip: str = ""
+    ) -> QAction:
         action = QAction(text, self)
         if icon is not None:
             action.setIcon(icons.icon(icon, self))
@@ -152,35 +154,66 @@ class MainWindow(QMainWindow):
 
     def _build_actions(self) -> None:
         self.start_sandbox_action = self._action(
-            "Start sandbox", self.supervisor.start, None, "start",
+            "Start sandbox",
+            self.supervisor.start,
+            None,
+            "start",
             "Start the local sandbox on this computer",
         )
         self.stop_sandbox_action = self._action(
-            "Stop sandbox", self.supervisor.stop, None, "stop",
+            "Stop sandbox",
+            self.supervisor.stop,
+            None,
+            "stop",
             "Stop the local sandbox",
         )
+        self.restart_sandbox_action = self._action(
+            "Restart sandbox",
+            self.supervisor.restart,
+            None,
+            None,
+            "Stop the local sandbox and start it again with a fresh Redis",
+        )
         self.deploy_action = self._action(
-            "Deploy", self.deploy, "Ctrl+D", "deploy",
+            "Deploy",
+            self.deploy,
+            "Ctrl+D",
+            "deploy",
             "Deploy the backend to the current AWS environment",
         )
         self.refresh_action = self._action(
-            "Refresh", self.refresh, "Ctrl+R", "refresh",
+            "Refresh",
+            self.refresh,
+            "Ctrl+R",
+            "refresh",
             "Fetch the current environment's state again",
         )
         self.add_environment_action = self._action(
-            "Add AWS Environment…", self.environments_view.add, "Ctrl+N", None,
+            "Add AWS Environment…",
+            self.environments_view.add,
+            "Ctrl+N",
+            None,
             "Add a deployment of the backend in AWS",
         )
         self.edit_environment_action = self._action(
-            "Edit Environment…", self.environments_view.edit, None, None,
+            "Edit Environment…",
+            self.environments_view.edit,
+            None,
+            None,
             "Change the current AWS environment's settings",
         )
         self.remove_environment_action = self._action(
-            "Remove Environment", self.environments_view.remove, None, None,
+            "Remove Environment",
+            self.environments_view.remove,
+            None,
+            None,
             "Forget the current AWS environment (its stack is not touched)",
         )
         self.teardown_action = self._action(
-            "Tear Down Stack…", self.teardown, None, None,
+            "Tear Down Stack…",
+            self.teardown,
+            None,
+            None,
             "Delete the current environment's stack and everything it owns",
         )
         self.quit_action = self._action("Quit", self.close, "Ctrl+Q", None, "Quit the console")
@@ -225,6 +258,7 @@ class MainWindow(QMainWindow):
         environment_menu.addSeparator()
         environment_menu.addAction(self.start_sandbox_action)
         environment_menu.addAction(self.stop_sandbox_action)
+        environment_menu.addAction(self.restart_sandbox_action)
         environment_menu.addSeparator()
         environment_menu.addAction(self.deploy_action)
         environment_menu.addAction(self.teardown_action)
@@ -256,9 +290,7 @@ class MainWindow(QMainWindow):
         bar.setSizeGripEnabled(True)
         self.message_label = ElidedLabel()
         self.environment_label = StateDot()
-        self.environment_label.setTextInteractionFlags(
-            Qt.TextInteractionFlag.TextSelectableByMouse
-        )
+        self.environment_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         bar.addWidget(self.message_label, 1)
         bar.addPermanentWidget(self.environment_label)
         self._message_timer = QTimer(self)
@@ -272,8 +304,10 @@ class MainWindow(QMainWindow):
 
     def deploy(self) -> None:
         if self.session.environment.is_sandbox:
-            messages.info("The local sandbox runs the backend from this computer; "
-                          "choose an AWS environment to deploy.")
+            messages.info(
+                "The local sandbox runs the backend from this computer; "
+                "choose an AWS environment to deploy."
+            )
             return
         self.show_section(0)
         self.deploy_view.deploy()
@@ -339,6 +373,7 @@ class MainWindow(QMainWindow):
         state = self.supervisor.state
         self.start_sandbox_action.setEnabled(state.phase in (Phase.STOPPED, Phase.FAILED))
         self.stop_sandbox_action.setEnabled(state.phase is Phase.RUNNING)
+        self.restart_sandbox_action.setEnabled(state.phase is Phase.RUNNING)
         aws = not self.session.environment.is_sandbox
         busy = self.deploy_view.busy
         self.deploy_action.setEnabled(aws and not busy)

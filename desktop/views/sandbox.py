@@ -35,6 +35,7 @@ class SandboxPanel(QWidget):
 
     start_requested = Signal()
     stop_requested = Signal()
+    restart_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -43,6 +44,9 @@ class SandboxPanel(QWidget):
         self.stop_button = QPushButton("Stop sandbox")
         self.start_button.clicked.connect(self.start_requested)
         self.stop_button.clicked.connect(self.stop_requested)
+        self.restart_button = QPushButton("Restart")
+        self.restart_button.setToolTip("Stop the sandbox and start it again with a fresh Redis")
+        self.restart_button.clicked.connect(self.restart_requested)
         self.banner = Banner()
         self.websocket_url = CopyField("Not running")
         self.management_url = CopyField("Not running")
@@ -56,6 +60,7 @@ class SandboxPanel(QWidget):
         buttons.addStretch(1)
         buttons.addWidget(self.start_button)
         buttons.addWidget(self.stop_button)
+        buttons.addWidget(self.restart_button)
 
         form = QFormLayout()
         form.setHorizontalSpacing(16)
@@ -106,6 +111,7 @@ class SandboxPanel(QWidget):
         self.state_label.set_state(state.health.capitalize(), sandbox_tone(state))
         self.start_button.setEnabled(state.phase in (Phase.STOPPED, Phase.FAILED))
         self.stop_button.setEnabled(state.phase is Phase.RUNNING)
+        self.restart_button.setEnabled(state.phase is Phase.RUNNING)
         placeholder = {
             Phase.STARTING: "Starting…",
             Phase.STOPPING: "Stopping…",

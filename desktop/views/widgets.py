@@ -162,7 +162,6 @@ class StateDot(QLabel):
         self.setToolTip(text)
 
 
-
 class ElidedLabel(QLabel):
     """One line that ends in "…" when it does not fit; the whole text is its tooltip."""
 

@@ -69,7 +69,9 @@ def _start_sandbox(host: str, port: int, stage: str, redis_url: str | None):
     from desktop.sandbox.gateway import Sandbox, SandboxConfig
 
     if port and _port_taken(host, port):
-        messages.info(f"Port {port} is in use, so the local sandbox listens on a free port instead.")
+        messages.info(
+            f"Port {port} is in use, so the local sandbox listens on a free port instead."
+        )
         port = 0
     sandbox = Sandbox(SandboxConfig(host=host, port=port, stage=stage, redis_url=redis_url))
     sandbox.start()
@@ -111,6 +113,7 @@ class SandboxSupervisor(QObject):
         self._sandbox = None
         self._state = SandboxState()
         self._stop_requested = False
+        self._restart_requested = False
 
     @property
     def state(self) -> SandboxState:
@@ -140,6 +143,14 @@ class SandboxSupervisor(QObject):
         worker.signals.finished.connect(self._stopped)
         start(worker)
 
+    def restart(self) -> None:
+        """Stop the sandbox and start it again: a fresh Redis, fresh handlers, no connections."""
+        if self._state.phase is Phase.RUNNING:
+            self._restart_requested = True
+            self.stop()
+        elif self._state.phase in (Phase.STOPPED, Phase.FAILED):
+            self.start()
+
     def _started(self, result) -> None:
         self._sandbox, state = result
         self._set_state(state)
@@ -153,6 +164,9 @@ class SandboxSupervisor(QObject):
 
     def _stopped(self) -> None:
         self._set_state(SandboxState(phase=Phase.STOPPED))
+        if self._restart_requested:
+            self._restart_requested = False
+            self.start()
 
     def _set_state(self, state: SandboxState) -> None:
         self._state = state

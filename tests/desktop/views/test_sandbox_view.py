@@ -63,6 +63,28 @@ def test_start_and_stop_from_the_environments_view(qtbot, open_window, config_di
     assert not listening
 
 
+def test_restart_brings_the_sandbox_back_with_a_fresh_redis(qtbot, open_window, config_dir) -> None:
+    window = open_window()
+    panel = window.environments_view.sandbox_panel
+    assert not panel.restart_button.isEnabled()
+    panel.start_button.click()
+    wait_phase(qtbot, window, Phase.RUNNING)
+    first_redis = window.supervisor.state.redis_description
+    phases: list[Phase] = []
+    window.supervisor.state_changed.connect(lambda state: phases.append(state.phase))
+
+    panel.restart_button.click()
+    assert window.supervisor.state.phase is Phase.STOPPING  # the GUI thread did not wait
+    qtbot.waitUntil(lambda: phases[-1:] == [Phase.RUNNING], timeout=START_TIMEOUT)
+    assert phases == [Phase.STOPPING, Phase.STOPPED, Phase.STARTING, Phase.RUNNING]
+    assert window.supervisor.state.redis_description != first_redis  # its own, new redis-server
+    assert panel.websocket_url.text().startswith("ws://127.0.0.1:")
+    assert window.restart_sandbox_action.isEnabled()
+
+    window.stop_sandbox_action.trigger()
+    wait_phase(qtbot, window, Phase.STOPPED)
+
+
 def test_a_first_run_without_profiles_starts_the_sandbox(qtbot, open_window) -> None:
     window = open_window(autostart_sandbox=True, list_profiles=lambda: [])
     wait_phase(qtbot, window, Phase.RUNNING)
