@@ -40,7 +40,9 @@ ARTIFACT_PARAMETERS = ("ArtifactBucket", "ArtifactKey")
 TEMPLATE_BODY_LIMIT = 51_200  # bytes CloudFormation accepts inline; larger templates go via S3
 DOES_NOT_EXIST = "DOES_NOT_EXIST"
 DEPLOYED = frozenset({"CREATE_COMPLETE", "UPDATE_COMPLETE", "IMPORT_COMPLETE"})
-STACK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,127}$")
+# CloudFormation allows 128 characters, but the template names its functions
+# ``<stack>-<function>`` and Lambda allows 64: "-authorizer" leaves 53.
+STACK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,52}$")
 NO_CHANGES = ("didn't contain changes", "no updates are to be performed")
 EMPTIED = "EMPTY_COMPLETE"  # the console's own event status: a bucket emptied before deletion
 RECENT_EVENTS = 10
@@ -247,7 +249,8 @@ class DeployEngine:
         if not STACK_NAME.match(stack_name or ""):
             raise ConfigurationError(
                 f"{stack_name!r} is not a valid stack name.",
-                hint="Use up to 128 letters, digits and hyphens, starting with a letter.",
+                hint="Use up to 53 letters, digits and hyphens, starting with a letter (the "
+                "stack's functions are named after it, and Lambda names are limited to 64).",
             )
         self.target = target
         self.stack_name = stack_name
