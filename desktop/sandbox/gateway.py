@@ -98,7 +98,7 @@ class SandboxConfig:
     max_lifetime: float = 7200.0
     max_workers: int = 32
     # Handler invocations run in this many worker processes (0: all in the thread pool).
-    worker_processes: int = 1
+    worker_processes: int = 2
 
 
 @dataclass

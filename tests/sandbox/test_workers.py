@@ -38,8 +38,8 @@ def test_handlers_run_in_a_worker_process_and_their_metrics_reach_the_gateway(
     classroom, sandbox, room
 ):
     wait_for_workers(sandbox)
-    [pid] = sandbox.worker_pids
-    assert pid != os.getpid()
+    pids = sandbox.worker_pids
+    assert pids and os.getpid() not in pids
     teacher = classroom("teacher-1", "teacher")
     student = classroom("student-1")
     teacher.receive_event("join")
@@ -51,7 +51,7 @@ def test_handlers_run_in_a_worker_process_and_their_metrics_reach_the_gateway(
     while metric_sums(sandbox)["HandlerDuration"] == before["HandlerDuration"]:
         assert time.monotonic() < deadline, "the worker's metrics did not reach /_metrics"
         time.sleep(0.02)
-    assert sandbox.worker_pids == [pid]
+    assert sandbox.worker_pids == pids
 
 
 def test_a_dead_worker_is_an_execution_error_and_is_replaced(classroom, sandbox, room):
