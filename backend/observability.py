@@ -53,6 +53,12 @@ def record(name: str, unit: str, value: float) -> None:
     else:
         with _lock:
             metrics.add_metric(name=name, unit=unit, value=value)
+    notify(name, unit, value)
+
+
+def notify(name: str, unit: str, value: float) -> None:
+    """Tell the listeners about a point without recording it (the sandbox relays the points
+    its worker processes recorded, so listeners hear them whichever process ran the handler)."""
     for listener in list(_listeners):
         listener(name, unit, value)
 

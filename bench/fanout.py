@@ -227,7 +227,9 @@ def stop_process(process: subprocess.Popen) -> None:
         process.wait()
 
 
-async def end_to_end(sizes: list[int], messages: int, burst: int) -> list[dict]:
+async def end_to_end(
+    sizes: list[int], messages: int, burst: int, sandbox_args: list[str] = ()
+) -> list[dict]:
     from backend import tokens
 
     sandbox_port, floor_port = free_port(), free_port()
@@ -236,13 +238,23 @@ async def end_to_end(sizes: list[int], messages: int, burst: int) -> list[dict]:
         os.environ, CLASSROOM_TOKEN_SECRET=SECRET, PYTHONPATH=str(ROOT), RATE_LIMIT_PER_SECOND="0"
     )
     sandbox = start_process(
-        [sys.executable, "-m", "desktop.cli", "sandbox", "--port", str(sandbox_port)], env
+        [
+            sys.executable,
+            "-m",
+            "desktop.cli",
+            "sandbox",
+            "--port",
+            str(sandbox_port),
+            *sandbox_args,
+        ],
+        env,
     )
     floor = start_process([sys.executable, __file__, "--serve-floor", str(floor_port)], env)
     rows = []
     try:
         wait_for_port(sandbox_port)
         wait_for_port(floor_port)
+        time.sleep(2.0)  # the sandbox's worker processes warm up in the background
         for size in sizes:
             room = f"bench-{size}-{int(time.time())}"
 
@@ -349,6 +361,12 @@ def main() -> int:
     )
     parser.add_argument("--part", choices=("all", "e2e", "handler"), default="all")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    parser.add_argument(
+        "--worker-processes",
+        type=int,
+        metavar="N",
+        help="the sandbox's handler worker processes (default: the sandbox's default)",
+    )
     parser.add_argument("--serve-floor", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--serve-slow-management", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -365,7 +383,12 @@ def main() -> int:
     figures: dict = {}
     if args.part in ("all", "e2e"):
         sizes = [int(s) for s in args.sizes.split(",")]
-        figures["end_to_end"] = asyncio.run(end_to_end(sizes, args.messages, args.burst))
+        sandbox_args = []
+        if args.worker_processes is not None:
+            sandbox_args = ["--worker-processes", str(args.worker_processes)]
+        figures["end_to_end"] = asyncio.run(
+            end_to_end(sizes, args.messages, args.burst, sandbox_args)
+        )
         for row in figures["end_to_end"]:
             if row["size"] == 30:
                 ratio = row["sandbox"]["p99_ms"] / row["floor"]["p99_ms"]

@@ -39,6 +39,16 @@ def _port(text: str) -> int:
     return value
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     defaults = SandboxConfig()
     parser = subparsers.add_parser(
@@ -73,6 +83,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="S",
         help="close connections open this long (default 7200, as API Gateway)",
     )
+    parser.add_argument(
+        "--worker-processes",
+        type=_count,
+        default=defaults.worker_processes,
+        metavar="N",
+        help=(
+            f"run the handlers in N worker processes (default {defaults.worker_processes}; "
+            "0: in threads of the gateway's process)"
+        ),
+    )
     parser.set_defaults(func=run)
 
 
@@ -95,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
             redis_url=args.redis_url,
             idle_timeout=args.idle_timeout,
             max_lifetime=args.max_lifetime,
+            worker_processes=args.worker_processes,
         )
     )
     stop = threading.Event()

@@ -38,6 +38,7 @@ import errno
 import ipaddress
 import json
 import logging
+import multiprocessing
 import os
 import random
 import re
@@ -46,7 +47,8 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import ClassVar
@@ -55,7 +57,7 @@ from aiohttp import WSMsgType, web
 from aiohttp.http_websocket import WebSocketError
 from botocore.credentials import Credentials
 
-from desktop.sandbox import events, metrics, policy
+from desktop.sandbox import events, metrics, policy, workers
 from desktop.sandbox.events import Handshake
 from desktop.services.errors import SandboxError
 
@@ -95,6 +97,8 @@ class SandboxConfig:
     idle_timeout: float = 600.0
     max_lifetime: float = 7200.0
     max_workers: int = 32
+    # Handler invocations run in this many worker processes (0: all in the thread pool).
+    worker_processes: int = 2
 
 
 @dataclass
@@ -140,6 +144,8 @@ class Invocation:
     result: object = None
     error: BaseException | None = None
     timed_out: bool = False
+    # The worker process running it died: no answer at all, as when a Lambda runtime exits.
+    crashed: bool = False
     elapsed_ms: float = 0.0
 
     @property
@@ -269,6 +275,12 @@ class Sandbox:
         self._saved_env: dict[str, str | None] = {}
         self._listener_added = False
         self._pool: ThreadPoolExecutor | None = None
+        # Worker processes for the backend's own entry points (``config.worker_processes``).
+        self._processes: ProcessPoolExecutor | None = None
+        self._processes_ready = False
+        self._processes_busy = 0
+        self._processes_lock = threading.Lock()
+        self._backend_entry: Integrations | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -287,6 +299,17 @@ class Sandbox:
     def running(self) -> bool:
         thread = self._thread
         return self._state == "running" and thread is not None and thread.is_alive()
+
+    @property
+    def workers_ready(self) -> bool:
+        """Whether the backend's entry points now run in worker processes."""
+        return self._processes is not None and self._processes_ready
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """The worker processes' ids (none with ``worker_processes=0`` or before they spawn)."""
+        pool = self._processes
+        return sorted((getattr(pool, "_processes", None) or {}).keys()) if pool else []
 
     @property
     def region(self) -> str:
@@ -366,6 +389,8 @@ class Sandbox:
             raise SandboxError("The idle timeout and the maximum lifetime must be positive.")
         if config.max_workers < 1:
             raise SandboxError("The sandbox needs at least one handler worker.")
+        if config.worker_processes < 0:
+            raise SandboxError("The number of worker processes cannot be negative.")
 
     def _start(self) -> None:
         from desktop.sandbox import redis_server, secret
@@ -387,6 +412,7 @@ class Sandbox:
             self._pool = ThreadPoolExecutor(
                 max_workers=self.config.max_workers, thread_name_prefix="sandbox-lambda"
             )
+            self._start_processes()
         except BaseException:
             sock.close()
             raise
@@ -477,6 +503,7 @@ class Sandbox:
             # Handlers sign management API calls with SigV4 as in AWS; stand-in keys will do
             # here, passed directly so the console's own AWS calls keep the user's identity.
             runtime.sign_with(SANDBOX_CREDENTIALS)
+            self._backend_entry = Integrations.from_backend()
             if self.integrations is None:
                 self.integrations = Integrations.from_backend()
         except ImportError as error:
@@ -498,6 +525,7 @@ class Sandbox:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        self._stop_processes()
         if self._listener_added:
             from backend import observability
 
@@ -512,6 +540,138 @@ class Sandbox:
         if self._redis is not None:
             self._redis.stop()
             self._redis = None
+
+    # ----- worker processes ------------------------------------------------------------------
+
+    def _start_processes(self) -> None:
+        """A pool of ``worker_processes`` spawned workers that warms up in the background.
+
+        Until every worker has loaded the backend, invocations run in the thread pool, so
+        ``start()`` does not wait for the workers' imports. Spawned, not forked: this process
+        has threads. The workers get the environment ``_configure_environment`` set.
+        """
+        count = self.config.worker_processes
+        if count <= 0 or self._stopping:
+            return
+        environment = {name: os.environ[name] for name in self._saved_env if name in os.environ}
+        pool = ProcessPoolExecutor(
+            max_workers=count,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=workers.initialize,
+            initargs=(environment, SANDBOX_CREDENTIALS.access_key, SANDBOX_CREDENTIALS.secret_key),
+        )
+        with self._processes_lock:
+            self._processes, self._processes_ready, self._processes_busy = pool, False, 0
+        started = time.perf_counter()
+        # One task per worker makes the pool spawn all of them now.
+        warmups = [pool.submit(workers.warm) for _ in range(count)]
+        remaining = [len(warmups)]
+
+        def warmed(future) -> None:
+            with self._processes_lock:
+                if self._processes is not pool:
+                    return
+                if future.cancelled() or future.exception() is not None:
+                    log.warning(
+                        "the handlers' worker processes did not start (%s); handlers run in "
+                        "threads",
+                        "cancelled" if future.cancelled() else future.exception(),
+                    )
+                    remaining[0] = -1
+                    return
+                remaining[0] -= 1
+                if remaining[0] == 0:
+                    self._processes_ready = True
+                    log.info(
+                        "%d handler worker process(es) ready in %.0f ms",
+                        count,
+                        (time.perf_counter() - started) * 1000.0,
+                    )
+
+        for future in warmups:
+            future.add_done_callback(warmed)
+
+    def _stop_processes(self) -> None:
+        with self._processes_lock:
+            pool, self._processes, self._processes_ready = self._processes, None, False
+        if pool is None:
+            return
+        # A worker stuck in a handler past the integration timeout must not hang stop():
+        # the workers get a moment to finish, then they are terminated.
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + CLOSE_TIMEOUT
+        for process in processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                log.warning("a handler worker process did not exit; terminating it")
+                process.terminate()
+                process.join(CLOSE_TIMEOUT)
+
+    def _replace_processes(self, broken: ProcessPoolExecutor) -> None:
+        """A worker died: a new pool replaces the broken one (once, whoever noticed first)."""
+        with self._processes_lock:
+            if self._processes is not broken:
+                return
+            self._processes, self._processes_ready = None, False
+        log.error("a handler worker process died; starting new ones")
+        broken.shutdown(wait=False, cancel_futures=True)
+        if self._pool is not None and not self._stopping:
+            # Spawning runs in a pool thread: starting a process blocks for a moment.
+            self._pool.submit(self._start_processes)
+
+    def _process_slot(self, name: str, handler: Handler) -> ProcessPoolExecutor | None:
+        """The worker pool when this invocation goes to a worker process, else None.
+
+        Only the backend's own entry points go there (a test's stand-in runs in a thread), only
+        once the workers are warm, and only while a worker is free: an invocation never queues
+        behind a busy (or stuck) worker, it runs in the thread pool instead.
+        """
+        if handler is not getattr(self._backend_entry, name, None):
+            return None
+        with self._processes_lock:
+            pool = self._processes
+            if pool is None or not self._processes_ready:
+                return None
+            if self._processes_busy >= self.config.worker_processes:
+                return None
+            self._processes_busy += 1
+            return pool
+
+    def _process_done(self, pool: ProcessPoolExecutor) -> None:
+        with self._processes_lock:
+            if self._processes is pool:
+                self._processes_busy -= 1
+
+    async def _invoke_in_process(
+        self, pool: ProcessPoolExecutor, name: str, event: object, context: object, outcome
+    ) -> None:
+        try:
+            future = pool.submit(workers.invoke, name, event, context)
+        except (BrokenProcessPool, RuntimeError) as error:
+            self._process_done(pool)
+            outcome.error, outcome.crashed = error, True
+            self._replace_processes(pool)
+            return
+        # The slot is free when the worker is, not when the gateway stops waiting for it.
+        future.add_done_callback(lambda _: self._process_done(pool))
+        try:
+            result, error, points = await asyncio.wait_for(
+                asyncio.wrap_future(future), INTEGRATION_TIMEOUT
+            )
+        except BrokenProcessPool as broken:
+            outcome.error, outcome.crashed = broken, True
+            self._replace_processes(pool)
+            return
+        from backend import observability
+
+        # Relayed to this process's listeners: the sandbox's metrics board is one of them.
+        for point in points:
+            observability.notify(*point)
+        if error is not None:
+            outcome.error = error
+        else:
+            outcome.result = result
 
     # ----- the event loop thread ----------------------------------------------------------
 
@@ -584,9 +744,15 @@ class Sandbox:
         context = events.LambdaContext(FUNCTION_NAMES[name], self.region, INTEGRATION_TIMEOUT)
         started = time.perf_counter()
         outcome = Invocation()
+        pool = self._process_slot(name, handler)
         try:
-            future = asyncio.get_running_loop().run_in_executor(self._pool, handler, event, context)
-            outcome.result = await asyncio.wait_for(future, INTEGRATION_TIMEOUT)
+            if pool is not None:
+                await self._invoke_in_process(pool, name, event, context, outcome)
+            else:
+                future = asyncio.get_running_loop().run_in_executor(
+                    self._pool, handler, event, context
+                )
+                outcome.result = await asyncio.wait_for(future, INTEGRATION_TIMEOUT)
         except TimeoutError:
             outcome.timed_out = True
         except Exception as error:
@@ -603,6 +769,10 @@ class Sandbox:
             self.metrics.gateway(metrics.EXECUTION_ERROR)
             log.error("%s integration timed out after %.0f s", route, INTEGRATION_TIMEOUT)
             return outcome, 504
+        if outcome.crashed:
+            self.metrics.gateway(metrics.EXECUTION_ERROR)
+            log.error("%s handler's worker process died", route, exc_info=outcome.error)
+            return outcome, 500
         if outcome.error is not None:
             self.metrics.gateway(metrics.INTEGRATION_ERROR)
             log.error("%s handler raised", route, exc_info=outcome.error)

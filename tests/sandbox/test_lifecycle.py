@@ -17,6 +17,7 @@ from desktop.sandbox import redis_server, secret
 from desktop.sandbox.gateway import Sandbox, SandboxConfig
 from desktop.services.errors import SandboxError
 from tests.sandbox.conftest import SECRET, ClassroomSocket
+from tests.sandbox.test_workers import wait_for_workers
 
 
 @pytest.fixture
@@ -168,3 +169,35 @@ def test_a_running_sandbox_leaves_the_consoles_aws_identity_alone(redis_server, 
         student.close()
     finally:
         sandbox.stop()
+
+
+def test_without_worker_processes_the_handlers_run_in_threads(redis_server):
+    sandbox = Sandbox(
+        SandboxConfig(port=0, redis_url=redis_server, token_secret=SECRET, worker_processes=0)
+    )
+    sandbox.start()
+    try:
+        member = ClassroomSocket(sandbox, "threads-only", "student-1")
+        try:
+            assert member.request({"action": "ping"}, "pong")
+        finally:
+            member.close()
+        assert sandbox.worker_pids == [] and not sandbox.workers_ready
+    finally:
+        sandbox.stop()
+
+
+def test_stop_ends_the_worker_processes(redis_server):
+    sandbox = Sandbox(
+        SandboxConfig(port=0, redis_url=redis_server, token_secret=SECRET, worker_processes=2)
+    )
+    sandbox.start()
+    try:
+        wait_for_workers(sandbox)
+        pids = sandbox.worker_pids
+        assert len(pids) == 2
+    finally:
+        sandbox.stop()
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
