@@ -120,6 +120,8 @@ def run(argv: list[str] | None = None) -> int:
     install_excepthooks()
     # Let Ctrl+C in a terminal quit: Python only sees signals when it gets to run.
     signal.signal(signal.SIGINT, lambda *_: app.quit())
+    # A logout or `kill` quits the same way, so the sandbox and its workers are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: app.quit())
     ticker = QTimer()
     ticker.start(250)
     ticker.timeout.connect(lambda: None)

@@ -29,6 +29,11 @@ def _collect(name: str, unit: str, value: float) -> None:
 def initialize(environment: dict[str, str], access_key: str, secret_key: str) -> None:
     """The worker's cold start (the pool's ``initializer``)."""
     import importlib
+    import signal
+
+    # Ctrl+C in a terminal reaches the whole process group; the sandbox that owns this worker
+    # decides when it ends, so a worker ignores it rather than dying mid-invocation.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     from botocore.credentials import Credentials
 
