@@ -37,13 +37,19 @@ def fan_out(
     targets: list[str],
     payload: str,
     concurrency: int,
+    *,
+    tell_leaves: bool = True,
 ) -> FanoutResult:
-    """Delivers to ``targets`` and removes the registrations that answered 410."""
+    """Delivers to ``targets`` and removes the registrations that answered 410.
+
+    A pruned member left without its ``$disconnect``, so the room is told ``leave`` for it
+    here (support members stay hidden); that second fan-out prunes without telling again.
+    """
     result = deliver(poster, targets, payload, concurrency)
-    pruned = registry.prune(room, result.gone) if result.gone else 0
+    pruned = registry.prune(room, result.gone) if result.gone else []
     record("FanoutSize", COUNT, len(targets))
     record("Deliveries", COUNT, result.delivered)
-    record("StaleConnectionsPruned", COUNT, pruned)
+    record("StaleConnectionsPruned", COUNT, len(pruned))
     record("PostFailures", COUNT, len(result.failed))
     if result.throttled_retries:
         record("ThrottledRetries", COUNT, result.throttled_retries)
@@ -56,6 +62,19 @@ def fan_out(
                 "sample": dict(list(result.failed.items())[:5]),
             },
         )
+    visible = [member for member in pruned if not member.hidden]
+    if tell_leaves and visible:
+        remaining = [member.connectionId for member in registry.members(room)]
+        for member in visible:
+            fan_out(
+                registry,
+                poster,
+                room,
+                remaining,
+                frames.leave(room, member.userId, member.role),
+                concurrency,
+                tell_leaves=False,
+            )
     return result
 
 

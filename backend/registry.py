@@ -132,7 +132,8 @@ return {latest, tonumber(first[2] or '0'), messages}
 
 # ARGV: the oldest connectedAt that may be pruned (epoch ms), then connection ids. Removes the
 # members the gateway reported gone, except those that joined since: API Gateway answers 410
-# for a connection whose handshake is still in progress. Returns {removed ids, members left}.
+# for a connection whose handshake is still in progress. Returns {removed member JSON, members
+# left}.
 _PRUNE_GONE = """
 local removed = {}
 for i = 2, #ARGV do
@@ -140,7 +141,7 @@ for i = 2, #ARGV do
   if info and cjson.decode(info)['connectedAt'] <= tonumber(ARGV[1]) then
     redis.call('ZREM', KEYS[1], ARGV[i])
     redis.call('HDEL', KEYS[2], ARGV[i])
-    removed[#removed + 1] = ARGV[i]
+    removed[#removed + 1] = info
   end
 end
 return {removed, redis.call('ZCARD', KEYS[1])}
@@ -232,24 +233,24 @@ class Registry:
             self.client.zrem(ROOM_INDEX, room)
         return member, left
 
-    def prune(self, room: str, connection_ids: list[str], now: int | None = None) -> int:
-        """Removes connections the gateway reported gone (HTTP 410); returns how many.
+    def prune(self, room: str, connection_ids: list[str], now: int | None = None) -> list[Member]:
+        """Removes connections the gateway reported gone (HTTP 410); returns who they were.
 
         Members that connected within the grace period are kept: their handshake may still be
         in progress, and API Gateway answers 410 until it completes.
         """
         now = now_ms() if now is None else now
         oldest = now - self.gone_grace_seconds * 1000
-        removed, left = self._prune_gone(keys=room_keys(room), args=[oldest, *connection_ids])
-        removed = _text(removed)
+        records, left = self._prune_gone(keys=room_keys(room), args=[oldest, *connection_ids])
+        removed = [Member(**json.loads(record)) for record in _text(records)]
         if removed:
             pipe = self.client.pipeline(transaction=False)  # the records live in other slots
-            for connection_id in removed:
-                pipe.delete(connection_key(connection_id))
+            for member in removed:
+                pipe.delete(connection_key(member.connectionId))
             pipe.execute()
         if int(left) == 0:
             self.client.zrem(ROOM_INDEX, room)
-        return len(removed)
+        return removed
 
     def store(
         self, room: str, sender_id: str, head: str, tail: str, now: int | None = None

@@ -326,15 +326,25 @@ def test_a_member_still_joining_is_not_pruned_by_a_410(classroom, redis_client):
     assert "NEW" in redis_client.zrange(room_keys(ROOM)[0], 0, -1)
 
 
-def test_gone_connection_is_pruned_not_the_sender(classroom, redis_client):
+def test_gone_connection_is_pruned_not_the_sender_and_the_room_is_told(classroom, redis_client):
     classroom.gone.add("S2")
     frame("S1", "student-1", {"action": "send", "type": "chat.message", "id": "m"})
     members = redis_client.zrange(room_keys(ROOM)[0], 0, -1)
     assert sorted(members) == ["S1", "T1"]
-    assert classroom.frames("S1") == [{"event": "ack", "id": "m", "seq": 1}]
-    assert [f["seq"] for f in classroom.frames("T1")] == [1]
+    assert not redis_client.exists("conn:{S2}")
+    leave = {"event": "leave", "room": ROOM, "userId": "student-2", "role": "student"}
+    assert classroom.frames("S1") == [{"event": "ack", "id": "m", "seq": 1}, leave]
+    assert [f.get("seq", f["event"]) for f in classroom.frames("T1")] == [1, "leave"]
+    assert classroom.frames("T1")[1] == leave
     frame("S1", "student-1", {"action": "send", "type": "chat.message", "id": "n"})
-    assert [f["seq"] for f in classroom.frames("T1")] == [1, 2]
+    assert [f.get("seq", f["event"]) for f in classroom.frames("T1")] == [1, "leave", 2]
+
+
+def test_a_pruned_support_member_stays_hidden(classroom):
+    join("X1", "staff@example.com", "support")
+    classroom.gone.add("X1")
+    frame("S1", "student-1", {"action": "send", "type": "chat.message"})
+    assert [f["event"] for f in classroom.frames("T1")] == ["message"]
 
 
 def test_throttled_posts_are_retried(classroom):

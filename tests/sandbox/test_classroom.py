@@ -154,6 +154,9 @@ def test_a_registration_without_disconnect_is_pruned_by_its_410(
             assert pruned.wait(5), "the fan-out did not prune the stale registration"
         finally:
             observability.remove_listener(watch)
+        # It left without a $disconnect, so the room hears it from the pruning instead.
+        for member in (teacher, student):
+            assert member.receive_event("leave")["userId"] == "ghost"
 
         assert ghost not in [m.connectionId for m in registry.members(room)]
         assert registry.room_of(ghost) is None
