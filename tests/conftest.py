@@ -37,33 +37,55 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
     raise RuntimeError(f"nothing listened on port {port} within {timeout} s")
 
 
+def start_redis(
+    binary: str, workdir: str, extra: tuple[str, ...] = (), pick_port=free_port
+) -> tuple[int, subprocess.Popen]:
+    """A ``redis-server`` of its own on a free port, answering PING.
+
+    Another process may take a free port before redis-server binds it (and a connect would then
+    reach that process), so the server must still be running and answer, else a new port is
+    tried.
+    """
+    for _ in range(5):
+        port = pick_port()
+        process = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                workdir,
+                *extra,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_for_port(port)
+            if process.poll() is None and redis.Redis(port=port, socket_timeout=2).ping():
+                return port, process
+        except (RuntimeError, redis.RedisError):
+            pass
+        process.terminate()
+        process.wait(timeout=10)
+    pytest.fail("redis-server could not start on a free port")
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[str]:
     """A real ``redis-server`` on a free port for the whole session; yields its URL."""
     binary = shutil.which("redis-server")
     if binary is None:
         pytest.fail("redis-server is not installed; the README's test command installs it")
-    port = free_port()
     workdir = tempfile.mkdtemp(prefix="classroom-redis-")
-    process = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            workdir,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    port, process = start_redis(binary, workdir)
     try:
-        wait_for_port(port)
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         process.terminate()

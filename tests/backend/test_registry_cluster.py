@@ -7,14 +7,37 @@ classrooms spread over the shards.
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import tempfile
+import time
 
 import pytest
+import redis
 from redis.cluster import RedisCluster
 
 from backend.registry import Member, Registry, room_keys
-from tests.conftest import free_port, wait_for_port
+from tests.conftest import free_port, start_redis
+
+
+def cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is valid and free too."""
+    while True:
+        port = free_port()
+        if port + 10000 >= 65535:
+            continue
+        with socket.socket() as bus:
+            try:
+                bus.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
+def start_node(binary: str, workdir: str, name: str) -> tuple[int, subprocess.Popen]:
+    """A cluster-enabled node whose bus port (port + 10000) is free too."""
+    extra = ("--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{name}.conf")
+    return start_redis(binary, workdir, extra, pick_port=cluster_port)
 
 
 @pytest.fixture(scope="module")
@@ -24,61 +47,38 @@ def cluster():
         pytest.fail(
             "redis-server and redis-cli are needed; the README's test command installs them"
         )
-    ports = [cluster_port() for _ in range(3)]
     workdir = tempfile.mkdtemp(prefix="classroom-cluster-")
-    processes = [
-        subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                f"nodes-{port}.conf",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                workdir,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for port in ports
-    ]
+    nodes = []
     try:
-        for port in ports:
-            wait_for_port(port)
+        for _ in range(3):
+            nodes.append(start_node(binary, workdir, str(len(nodes))))
+        ports = [port for port, _ in nodes]
         subprocess.run(
             [cli, "--cluster", "create", *[f"127.0.0.1:{p}" for p in ports], "--cluster-yes"],
             check=True,
             capture_output=True,
             timeout=60,
         )
+        # Every node must see the cluster as ok (and know all slots) before it takes commands.
+        nodes_seen = [redis.Redis(port=port, decode_responses=True) for port in ports]
+        deadline = time.monotonic() + 20
+        while not all(
+            node.cluster("info").get("cluster_state") == "ok"
+            and node.cluster("info").get("cluster_slots_ok") == "16384"
+            for node in nodes_seen
+        ):
+            assert time.monotonic() < deadline, "the test cluster did not come up"
+            time.sleep(0.1)
+        for node in nodes_seen:
+            node.close()
         client = RedisCluster(host="127.0.0.1", port=ports[0], decode_responses=True)
-        for _ in range(100):
-            if client.cluster_info().get("cluster_state") == "ok":
-                break
-            subprocess.run(["sleep", "0.1"], check=True)
         yield client
         client.close()
     finally:
-        for process in processes:
+        for _, process in nodes:
             process.terminate()
             process.wait(timeout=10)
         shutil.rmtree(workdir, ignore_errors=True)
-
-
-def cluster_port() -> int:
-    """A free port whose cluster bus port (port + 10000) is valid too."""
-    while True:
-        port = free_port()
-        if port + 10000 < 65535:
-            return port
 
 
 def member(connection_id: str, user: str, role: str = "student") -> Member:
