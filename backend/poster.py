@@ -283,16 +283,24 @@ def _more(sock: socket.socket, data: bytes) -> bytes:
     return data + chunk
 
 
+def _find(sock: socket.socket, data: bytes, marker: bytes, too_long: str) -> tuple[bytes, int]:
+    """Reads until ``marker`` is in ``data``; returns the data and where the marker starts."""
+    end = data.find(marker)
+    while end < 0:
+        if len(data) > _MAX_HEAD:
+            raise PostFailed(too_long)
+        data = _more(sock, data)
+        end = data.find(marker)
+    return data, end
+
+
 def _read_answer(sock: socket.socket, data: bytes, method: str) -> _Answer:
     """One HTTP/1.x response whose first bytes are ``data``: status, headers, then a body by
     ``Content-Length``, chunked, or up to the end of the connection."""
     while True:
-        end = data.find(b"\r\n\r\n")
-        while end < 0:
-            if len(data) > _MAX_HEAD:
-                raise PostFailed("the management API's answer has too long a head")
-            data = _more(sock, data)
-            end = data.find(b"\r\n\r\n")
+        data, end = _find(
+            sock, data, b"\r\n\r\n", "the management API's answer has too long a head"
+        )
         lines = data[:end].decode("latin-1").split("\r\n")
         data = data[end + 4 :]
         version, _, rest = lines[0].partition(" ")
@@ -347,12 +355,7 @@ def _read_answer(sock: socket.socket, data: bytes, method: str) -> _Answer:
 def _read_chunked(sock: socket.socket, data: bytes) -> tuple[bytes, bytes]:
     body = bytearray()
     while True:
-        end = data.find(b"\r\n")
-        while end < 0:
-            if len(data) > _MAX_HEAD:
-                raise PostFailed("bad chunk size line in the management API's answer")
-            data = _more(sock, data)
-            end = data.find(b"\r\n")
+        data, end = _find(sock, data, b"\r\n", "bad chunk size line in the management API's answer")
         try:
             size = int(data[:end].partition(b";")[0].strip(), 16)
         except ValueError:
@@ -367,12 +370,7 @@ def _read_chunked(sock: socket.socket, data: bytes) -> tuple[bytes, bytes]:
         body += data[:size]
         data = data[size + 2 :]
     while True:  # trailers, up to an empty line
-        end = data.find(b"\r\n")
-        while end < 0:
-            if len(data) > _MAX_HEAD:
-                raise PostFailed("too long trailers in the management API's answer")
-            data = _more(sock, data)
-            end = data.find(b"\r\n")
+        data, end = _find(sock, data, b"\r\n", "too long trailers in the management API's answer")
         line, data = data[:end], data[end + 2 :]
         if not line:
             return bytes(body), data

@@ -67,6 +67,16 @@ def default_engine_factory(environment: Environment) -> DeployEngine:
     return DeployEngine(target, environment.stack_name or "")
 
 
+def size_columns(table, stretch: int, samples: dict[int, str], padding: int) -> None:
+    """Columns wide enough for a typical value; ``stretch`` takes the rest of the width."""
+    header = table.horizontalHeader()
+    header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+    header.setSectionResizeMode(stretch, QHeaderView.ResizeMode.Stretch)
+    metrics = table.fontMetrics()
+    for column, sample in samples.items():
+        table.setColumnWidth(column, metrics.horizontalAdvance(sample) + padding)
+
+
 @dataclass(frozen=True)
 class AwsHealth:
     """What an AWS environment's page reports about it for the list and the status bar."""
@@ -274,16 +284,16 @@ class DeployView(QWidget):
         # The change set, waiting for a yes.
         self.change_set_note = note()
         self.change_set_table = RowsTable(self.change_set_model)
-        change_header = self.change_set_table.horizontalHeader()
-        change_header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        change_header.setSectionResizeMode(ChangeColumn.TYPE, QHeaderView.ResizeMode.Stretch)
-        metrics = self.change_set_table.fontMetrics()
-        for column, sample in (
-            (ChangeColumn.ACTION, "Dynamic"),
-            (ChangeColumn.RESOURCE, "AuthorizerFunctionLogs"),
-            (ChangeColumn.REPLACEMENT, "Conditional"),
-        ):
-            self.change_set_table.setColumnWidth(column, metrics.horizontalAdvance(sample) + 32)
+        size_columns(
+            self.change_set_table,
+            ChangeColumn.TYPE,
+            {
+                ChangeColumn.ACTION: "Dynamic",
+                ChangeColumn.RESOURCE: "AuthorizerFunctionLogs",
+                ChangeColumn.REPLACEMENT: "Conditional",
+            },
+            padding=32,
+        )
         self.confirm_button = QPushButton("Deploy")
         self.confirm_button.setDefault(True)
         self.decline_button = QPushButton("Cancel")
@@ -304,17 +314,17 @@ class DeployView(QWidget):
         self.progress = QProgressBar()
         self.progress.setTextVisible(True)
         self.events_table = RowsTable(self.events_model)
-        events_header = self.events_table.horizontalHeader()
-        events_header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        events_header.setSectionResizeMode(EventColumn.REASON, QHeaderView.ResizeMode.Stretch)
-        metrics = self.events_table.fontMetrics()
-        for column, sample in (
-            (EventColumn.TIME, "00:00:00"),
-            (EventColumn.RESOURCE, "AuthorizerFunction"),
-            (EventColumn.TYPE, "AWS::Lambda::Function"),
-            (EventColumn.STATUS, "UPDATE_ROLLBACK_COMPLETE"),
-        ):
-            self.events_table.setColumnWidth(column, metrics.horizontalAdvance(sample) + 16)
+        size_columns(
+            self.events_table,
+            EventColumn.REASON,
+            {
+                EventColumn.TIME: "00:00:00",
+                EventColumn.RESOURCE: "AuthorizerFunction",
+                EventColumn.TYPE: "AWS::Lambda::Function",
+                EventColumn.STATUS: "UPDATE_ROLLBACK_COMPLETE",
+            },
+            padding=16,
+        )
         self.events_model.rowsAboutToBeInserted.connect(self._before_events)
         self.events_model.rowsInserted.connect(self._after_events)
         self._follow_events = True
