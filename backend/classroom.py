@@ -39,13 +39,19 @@ def fan_out(
     concurrency: int,
     *,
     tell_leaves: bool = True,
+    lead: tuple[str, str] | None = None,
 ) -> FanoutResult:
     """Delivers to ``targets`` and removes the registrations that answered 410.
 
     A pruned member left without its ``$disconnect``, so the room is told ``leave`` for it
     here (support members stay hidden); that second fan-out prunes without telling again.
+    ``lead`` (connection id, frame), the sender's ack, goes first in the same fan-out.
     """
-    result = deliver(poster, targets, payload, concurrency)
+    result = deliver(poster, targets, payload, concurrency, lead=lead)
+    if result.lead_failure is not None:
+        logger.warning(
+            "reply failed", extra={"connectionId": lead[0], "error": result.lead_failure}
+        )
     pruned = registry.prune(room, result.gone) if result.gone else []
     record("FanoutSize", COUNT, len(targets))
     record("Deliveries", COUNT, result.delivered)
@@ -185,9 +191,10 @@ def handle_frame(
                     "ts": now,
                 }
             )
-        reply(poster, caller, frames.ack(request.id, seq))
         others = [m for m in members if m != caller.connection_id]
-        fan_out(registry, poster, caller.room, others, head + str(seq) + tail, concurrency)
+        message = head + str(seq) + tail
+        ack = (caller.connection_id, frames.ack(request.id, seq))
+        fan_out(registry, poster, caller.room, others, message, concurrency, lead=ack)
     elif isinstance(request, frames.Sync):
         history = registry.history(caller.room, request.since)
         for part in frames.history(

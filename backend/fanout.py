@@ -1,9 +1,10 @@
 """Delivery of one frame to many connections in parallel, as a fan-out in Lambda must.
 
-Posts run on a thread pool kept across warm invocations. A connection that answers 410 is
-reported gone (the caller removes exactly that registration); throttling is retried with
-jittered exponential backoff; any other failure is counted and logged, and the rest of the
-fan-out goes on.
+A poster that can post to many connections itself (``post_many``: the lean poster, from this
+thread over its pooled sockets) gets the whole fan-out; any other (boto3's) posts on a thread
+pool kept across warm invocations. A connection that answers 410 is reported gone (the caller
+removes exactly that registration); throttling is retried with jittered exponential backoff;
+any other failure is counted and logged, and the rest of the fan-out goes on.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from backend.poster import Gone, Poster, PostError, Throttled
+from backend.poster import Gone, Poster, PostError, PostFailed, Throttled
 
 THROTTLE_ATTEMPTS = 4
 THROTTLE_BASE_DELAY = 0.05
@@ -30,6 +31,7 @@ class FanoutResult:
     gone: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     throttled_retries: int = 0
+    lead_failure: str | None = None  # why the lead frame was not delivered (not when gone)
 
 
 def _executor(concurrency: int) -> ThreadPoolExecutor:
@@ -43,33 +45,49 @@ def _executor(concurrency: int) -> ThreadPoolExecutor:
         return _pool
 
 
-def _post_one(poster: Poster, connection_id: str, payload: bytes) -> tuple[str, int]:
-    """Posts with retries on throttling; returns (outcome, retries)."""
-    for attempt in range(THROTTLE_ATTEMPTS):
-        try:
-            poster.post(connection_id, payload)
-            return "delivered", attempt
-        except Throttled:
-            if attempt == THROTTLE_ATTEMPTS - 1:
-                raise
-            delay = THROTTLE_BASE_DELAY * (2**attempt)
-            time.sleep(delay + random.uniform(0, delay))
-    raise AssertionError("unreachable")
+def _backoff(attempt: int) -> None:
+    delay = THROTTLE_BASE_DELAY * (2**attempt)
+    time.sleep(delay + random.uniform(0, delay))
+
+
+def _encoded(payload: bytes | str) -> bytes:
+    return payload.encode("utf-8") if isinstance(payload, str) else payload
 
 
 def deliver(
-    poster: Poster, connection_ids: list[str], payload: bytes | str, concurrency: int = 128
+    poster: Poster,
+    connection_ids: list[str],
+    payload: bytes | str,
+    concurrency: int = 128,
+    *,
+    lead: tuple[str, bytes | str] | None = None,
 ) -> FanoutResult:
-    """Posts ``payload`` to every connection, at most ``concurrency`` at a time."""
-    data = payload.encode("utf-8") if isinstance(payload, str) else payload
-    result = FanoutResult()
-    if not connection_ids:
-        return result
-    if len(connection_ids) == 1:
-        outcomes = [_attempt(poster, connection_ids[0], data)]
+    """Posts ``payload`` to every connection, at most ``concurrency`` at a time.
+
+    ``lead`` is one more (connection id, frame) posted first, in the same fan-out: the
+    sender's ack, so that the members need not wait for its round trip. Its outcome is not a
+    delivery; only a failure other than 410 is reported, in ``lead_failure``.
+    """
+    data = _encoded(payload)
+    posts = [(connection_id, data) for connection_id in connection_ids]
+    if lead is not None:
+        posts.insert(0, (lead[0], _encoded(lead[1])))
+    post_many = getattr(poster, "post_many", None)
+    if not posts:
+        outcomes = []
+    elif len(posts) == 1:
+        outcomes = [_attempt(poster, *posts[0])]
+    elif post_many is not None:
+        outcomes = _together(post_many, posts, concurrency)
     else:
+        outcomes = [_attempt(poster, *posts[0])] if lead is not None else []
         pool = _executor(concurrency)
-        outcomes = list(pool.map(lambda cid: _attempt(poster, cid, data), connection_ids))
+        outcomes += pool.map(lambda post: _attempt(poster, *post), posts[len(outcomes) :])
+    result = FanoutResult()
+    if lead is not None:
+        outcome, detail = outcomes.pop(0)
+        if outcome == "failed":
+            result.lead_failure = detail
     for connection_id, (outcome, detail) in zip(connection_ids, outcomes, strict=True):
         if outcome == "delivered":
             result.delivered += 1
@@ -79,6 +97,49 @@ def deliver(
         else:
             result.failed[connection_id] = detail
     return result
+
+
+def _together(post_many, posts: list[tuple[str, bytes]], concurrency: int) -> list:
+    """Outcomes as ``_attempt`` gives them, with the throttled posts retried together."""
+    outcomes: list = [None] * len(posts)
+    pending = list(range(len(posts)))
+    for attempt in range(THROTTLE_ATTEMPTS):
+        try:
+            errors = post_many([posts[index] for index in pending], concurrency)
+        except Exception as error:  # a fan-out never dies of its poster
+            errors = [PostFailed(f"{type(error).__name__}: {error}")] * len(pending)
+        throttled = []
+        for index, error in zip(pending, errors, strict=True):
+            if error is None:
+                outcomes[index] = ("delivered", attempt)
+            elif isinstance(error, Gone):
+                outcomes[index] = ("gone", None)
+            elif isinstance(error, Throttled):
+                throttled.append(index)
+            else:
+                outcomes[index] = ("failed", str(error) or type(error).__name__)
+        if not throttled:
+            break
+        if attempt == THROTTLE_ATTEMPTS - 1:
+            for index in throttled:
+                outcomes[index] = ("failed", "throttled after retries")
+            break
+        _backoff(attempt)
+        pending = throttled
+    return outcomes
+
+
+def _post_one(poster: Poster, connection_id: str, payload: bytes) -> tuple[str, int]:
+    """Posts with retries on throttling; returns (outcome, retries)."""
+    for attempt in range(THROTTLE_ATTEMPTS):
+        try:
+            poster.post(connection_id, payload)
+            return "delivered", attempt
+        except Throttled:
+            if attempt == THROTTLE_ATTEMPTS - 1:
+                raise
+            _backoff(attempt)
+    raise AssertionError("unreachable")
 
 
 def _attempt(poster: Poster, connection_id: str, data: bytes) -> tuple[str, object]:

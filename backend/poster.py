@@ -11,6 +11,11 @@ Two posters behave the same way:
 
 Both raise ``Gone`` for HTTP 410 (the connection is no more), ``Throttled`` for 429, and
 ``PostFailed`` for anything else.
+
+``LeanPoster.post_many`` posts one frame to many connections from the calling thread: a request
+is written on each of up to ``concurrency`` pooled sockets, a selector waits for whichever
+answers first, and that socket carries the next request. A fan-out then costs no thread
+hand-offs and no lock convoys, and its requests reach the API back to back.
 """
 
 from __future__ import annotations
@@ -21,9 +26,12 @@ import hashlib
 import hmac
 import json
 import os
+import selectors
 import socket
 import ssl
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple, Protocol
 from urllib.parse import quote, urlsplit
 
@@ -402,6 +410,7 @@ class _ConnectionPool:
         self.read_timeout = read_timeout
         self.name = f"{host}:{port}"
         self._idle: collections.deque[socket.socket] = collections.deque()
+        self._opener: ThreadPoolExecutor | None = None
 
     def _connect(self) -> socket.socket:
         try:
@@ -464,12 +473,178 @@ class _ConnectionPool:
             sock.close()
         return answer
 
+    def _release(self, sock: socket.socket) -> None:
+        if len(self._idle) < self.maxsize:
+            self._idle.append(sock)
+        else:
+            sock.close()
+
+    def _lanes(self, width: int) -> tuple[list[tuple[socket.socket, bool]], PostFailed | None]:
+        """Up to ``width`` connections: idle ones first, the rest opened at the same time.
+
+        Only a cold start opens many: threads open them in parallel (one TLS handshake's
+        wait, not ``width`` of them). Returns the connections, each with whether it was
+        reused, and the error of a connection that could not be opened, if any.
+        """
+        lanes: list[tuple[socket.socket, bool]] = []
+        while len(lanes) < width:
+            try:
+                lanes.append((self._idle.pop(), True))
+            except IndexError:
+                break
+        missing = width - len(lanes)
+        failure = None
+        if missing == 1:
+            try:
+                lanes.append((self._connect(), False))
+            except PostFailed as error:
+                failure = error
+        elif missing > 1:
+            if self._opener is None:
+                self._opener = ThreadPoolExecutor(self.maxsize, thread_name_prefix="connect")
+            for opening in [self._opener.submit(self._connect) for _ in range(missing)]:
+                try:
+                    lanes.append((opening.result(), False))
+                except PostFailed as error:
+                    failure = error
+        return lanes, failure
+
+    def exchange(
+        self, count: int, build: Callable[[int], bytes], method: str, width: int
+    ) -> list[_Answer | PostFailed]:
+        """Answers to ``count`` requests (``build(i)`` makes the i-th), at most ``width`` at a
+        time, all from this thread.
+
+        Each lane (a connection) has one request in flight; when it answers, the lane takes
+        the next request. As ``request`` does, a reused connection that the server closed
+        while idle is replaced and the request sent again, once. A lane that fails is
+        replaced while requests remain; when no connection can be opened, they fail with why.
+        """
+        results: list[_Answer | PostFailed | None] = [None] * count
+        lanes, failure = self._lanes(min(max(1, width), count))
+        following = 0  # the next request to send
+        flying: dict[socket.socket, tuple[int, bool, float]] = {}
+        selector = selectors.DefaultSelector()
+
+        def send(sock: socket.socket, reused: bool, index: int) -> bool:
+            """Writes request ``index``; False when the lane is dead (request not sent)."""
+            while True:
+                try:
+                    sock.sendall(build(index))
+                except OSError as error:  # reset, broken pipe, timeout
+                    sock.close()
+                    if reused:
+                        try:
+                            sock, reused = self._connect(), False
+                        except PostFailed as reconnect:
+                            results[index] = reconnect
+                            return False
+                        continue
+                    results[index] = PostFailed(f"writing to {self.name}: {error}")
+                    return False
+                flying[sock] = (index, reused, time.monotonic() + self.read_timeout)
+                selector.register(sock, selectors.EVENT_READ)
+                return True
+
+        def carry(sock: socket.socket | None, reused: bool) -> None:
+            """Gives the lane the next request, or back to the pool when none is left."""
+            nonlocal following
+            while following < count:
+                if sock is None:
+                    try:
+                        sock, reused = self._connect(), False
+                    except PostFailed as error:
+                        if flying:
+                            return  # the lanes still flying take the rest
+                        for index in range(following, count):
+                            results[index] = error
+                        following = count
+                        return
+                index, following = following, following + 1
+                if send(sock, reused, index):
+                    return
+                sock = None
+            if sock is not None:
+                self._release(sock)
+
+        def answered(sock: socket.socket) -> None:
+            index, reused, _ = flying.pop(sock)
+            selector.unregister(sock)
+            try:
+                first = sock.recv(_RECV_SIZE)
+                reason = "end of stream"
+            except OSError as error:
+                first, reason = b"", str(error)
+            if not first:
+                sock.close()
+                if reused:  # closed while idle: again on a new connection, once
+                    try:
+                        fresh = self._connect()
+                    except PostFailed as error:
+                        results[index] = error
+                        carry(None, False)
+                        return
+                    if not send(fresh, False, index):
+                        carry(None, False)
+                    return
+                results[index] = PostFailed(
+                    f"{self.name} closed the connection without answering: {reason}"
+                )
+                carry(None, False)
+                return
+            try:
+                answer = _read_answer(sock, first, method)
+            except TimeoutError:
+                answer = PostFailed(f"{self.name} did not finish answering within the timeout")
+            except OSError as error:
+                answer = PostFailed(f"reading {self.name}'s answer: {error}")
+            except PostFailed as error:
+                answer = error
+            results[index] = answer
+            if isinstance(answer, _Answer) and answer.keep_alive:
+                carry(sock, True)
+            else:
+                sock.close()
+                carry(None, False)
+
+        try:
+            for sock, reused in lanes:
+                carry(sock, reused)
+            if not lanes:
+                carry(None, False)
+            while flying:
+                soonest = min(deadline for _, _, deadline in flying.values())
+                ready = selector.select(max(0.0, soonest - time.monotonic()))
+                for key, _ in ready:
+                    answered(key.fileobj)
+                now = time.monotonic()
+                if soonest <= now:
+                    for sock, (index, _, deadline) in list(flying.items()):
+                        if deadline <= now:
+                            flying.pop(sock)
+                            selector.unregister(sock)
+                            sock.close()
+                            results[index] = PostFailed(
+                                f"{self.name} did not answer within {self.read_timeout:g} s"
+                            )
+                            carry(None, False)
+        finally:
+            for sock in flying:
+                sock.close()
+            selector.close()
+        if failure is not None:
+            results = [failure if r is None else r for r in results]
+        return results  # type: ignore[return-value]
+
     def close(self) -> None:
         while True:
             try:
                 self._idle.pop().close()
             except IndexError:
-                return
+                break
+        if self._opener is not None:
+            self._opener.shutdown(wait=False)
+            self._opener = None
 
 
 class _NoEndpoint:
@@ -478,6 +653,9 @@ class _NoEndpoint:
 
     def request(self, request: bytes, method: str) -> _Answer:
         raise PostFailed(self.reason)
+
+    def exchange(self, count: int, build, method: str, width: int) -> list[PostFailed]:
+        return [PostFailed(self.reason)] * count
 
     def close(self) -> None:
         pass
@@ -555,18 +733,13 @@ class LeanPoster:
             self._paths[connection_id] = found
         return found
 
-    def _request(self, method: str, connection_id: str, body: bytes = b"") -> _Answer:
+    def _build(self, method: str, connection_id: str, body: bytes, digest: str) -> bytes:
+        """One signed request, as one buffer."""
         path, canonical_path = self._path(connection_id)
         creds = self.signer._frozen()
         amz_date = _amz_date()
         authorization = self.signer.authorization(
-            creds,
-            method,
-            self._host,
-            canonical_path,
-            "",
-            hashlib.sha256(body).hexdigest() if body else _EMPTY_SHA256,
-            amz_date,
+            creds, method, self._host, canonical_path, "", digest, amz_date
         )
         token = creds.token
         # The headers boto3 sends, less its User-Agent and SDK invocation ids; like boto3, no
@@ -578,18 +751,49 @@ class LeanPoster:
             + f"Authorization: {authorization}\r\n"
             + ("\r\n" if method == "GET" else f"Content-Length: {len(body)}\r\n\r\n")
         ).encode()
-        answer = self.pool.request(head + body if body else head, method)
+        return head + body if body else head
+
+    @staticmethod
+    def _error(answer: _Answer, connection_id: str) -> PostError | None:
+        """As Boto3Poster reads botocore's ClientError: by status, or by AWS error code."""
         status = answer.status
         if status < 300:
-            return answer
-        # As Boto3Poster reads botocore's ClientError: by status, or by AWS error code.
+            return None
         code = answer.error_type
         if status == 410 or code == "GoneException":
-            raise Gone(connection_id)
+            return Gone(connection_id)
         if status == 429 or code in ("LimitExceededException", "TooManyRequestsException"):
-            raise Throttled(connection_id)
+            return Throttled(connection_id)
         text = answer.body[:200].decode("utf-8", "replace")
-        raise PostFailed(f"{code or status}: HTTP {status}: {text}")
+        return PostFailed(f"{code or status}: HTTP {status}: {text}")
+
+    def _request(self, method: str, connection_id: str, body: bytes = b"") -> _Answer:
+        digest = hashlib.sha256(body).hexdigest() if body else _EMPTY_SHA256
+        answer = self.pool.request(self._build(method, connection_id, body, digest), method)
+        error = self._error(answer, connection_id)
+        if error is not None:
+            raise error
+        return answer
+
+    def post_many(self, posts: list[tuple[str, bytes]], concurrency: int) -> list[PostError | None]:
+        """Posts each (connection id, frame), ``concurrency`` at a time, from this thread;
+        returns each one's error (``Gone``, ``Throttled``, ``PostFailed``), or None."""
+        digests: dict[int, str] = {}  # a fan-out posts the same bytes object to everyone
+
+        def build(index: int) -> bytes:
+            connection_id, data = posts[index]
+            digest = digests.get(id(data))
+            if digest is None:
+                digest = digests[id(data)] = (
+                    hashlib.sha256(data).hexdigest() if data else _EMPTY_SHA256
+                )
+            return self._build("POST", connection_id, data, digest)
+
+        answers = self.pool.exchange(len(posts), build, "POST", concurrency)
+        return [
+            answer if isinstance(answer, PostError) else self._error(answer, connection_id)
+            for (connection_id, _), answer in zip(posts, answers, strict=True)
+        ]
 
     def post(self, connection_id: str, data: bytes) -> None:
         self._request("POST", connection_id, data)

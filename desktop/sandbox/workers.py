@@ -14,6 +14,7 @@ recorded, which the gateway adds to its ``/_metrics``.
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 
@@ -45,6 +46,9 @@ def initialize(environment: dict[str, str], access_key: str, secret_key: str) ->
     for name in _ENTRY_POINTS:
         _handlers[name] = importlib.import_module(f"backend.handlers.{name}").handler
     observability.add_listener(_collect)
+    # The imported backend never goes away: full collections need not scan it again.
+    gc.collect()
+    gc.freeze()
 
 
 def warm() -> int:
