@@ -568,13 +568,22 @@ class _ConnectionPool:
                 self._release(sock)
 
         def answered(sock: socket.socket) -> None:
-            index, reused, _ = flying.pop(sock)
-            selector.unregister(sock)
+            # Readable is not always an answer: over TLS 1.3 the server's session tickets
+            # arrive after the handshake. A blocking read would then wait for this lane's
+            # answer while the others queue behind it, so the first read does not block.
+            sock.setblocking(False)
             try:
                 first = sock.recv(_RECV_SIZE)
                 reason = "end of stream"
+            except (ssl.SSLWantReadError, BlockingIOError):
+                return  # nothing for us yet: the selector wakes us again
             except OSError as error:
                 first, reason = b"", str(error)
+            finally:
+                if sock.fileno() >= 0:
+                    sock.settimeout(self.read_timeout)
+            index, reused, _ = flying.pop(sock)
+            selector.unregister(sock)
             if not first:
                 sock.close()
                 if reused:  # closed while idle: again on a new connection, once

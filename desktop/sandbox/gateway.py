@@ -38,7 +38,6 @@ import errno
 import ipaddress
 import json
 import logging
-import multiprocessing
 import os
 import random
 import re
@@ -47,8 +46,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import ClassVar
@@ -57,8 +55,9 @@ from aiohttp import WSMsgType, web
 from aiohttp.http_websocket import WebSocketError
 from botocore.credentials import Credentials
 
-from desktop.sandbox import events, metrics, policy, workers
+from desktop.sandbox import events, metrics, policy
 from desktop.sandbox.events import Handshake
+from desktop.sandbox.processes import WorkerDied, WorkerPool
 from desktop.services.errors import SandboxError
 
 MAX_MESSAGE_BYTES = 128 * 1024
@@ -287,10 +286,7 @@ class Sandbox:
         self._listener_added = False
         self._pool: ThreadPoolExecutor | None = None
         # Worker processes for the backend's own entry points (``config.worker_processes``).
-        self._processes: ProcessPoolExecutor | None = None
-        self._processes_ready = False
-        self._processes_busy = 0
-        self._processes_lock = threading.Lock()
+        self._workers: WorkerPool | None = None
         self._backend_entry: Integrations | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -314,13 +310,14 @@ class Sandbox:
     @property
     def workers_ready(self) -> bool:
         """Whether the backend's entry points now run in worker processes."""
-        return self._processes is not None and self._processes_ready
+        workers = self._workers
+        return workers is not None and workers.ready
 
     @property
     def worker_pids(self) -> list[int]:
         """The worker processes' ids (none with ``worker_processes=0`` or before they spawn)."""
-        pool = self._processes
-        return sorted((getattr(pool, "_processes", None) or {}).keys()) if pool else []
+        workers = self._workers
+        return workers.pids if workers is not None else []
 
     @property
     def region(self) -> str:
@@ -423,7 +420,15 @@ class Sandbox:
             self._pool = ThreadPoolExecutor(
                 max_workers=self.config.max_workers, thread_name_prefix="sandbox-lambda"
             )
-            self._start_processes()
+            if self.config.worker_processes > 0:
+                # Started on the gateway's loop, which feeds them; the variables are the ones
+                # _configure_environment set.
+                self._workers = WorkerPool(
+                    self.config.worker_processes,
+                    {name: os.environ[name] for name in self._saved_env if name in os.environ},
+                    SANDBOX_CREDENTIALS.access_key,
+                    SANDBOX_CREDENTIALS.secret_key,
+                )
         except BaseException:
             sock.close()
             raise
@@ -536,7 +541,9 @@ class Sandbox:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
-        self._stop_processes()
+        if self._workers is not None:
+            self._workers.join(CLOSE_TIMEOUT)
+            self._workers = None
         if self._listener_added:
             from backend import observability
 
@@ -554,125 +561,25 @@ class Sandbox:
 
     # ----- worker processes ------------------------------------------------------------------
 
-    def _start_processes(self) -> None:
-        """A pool of ``worker_processes`` spawned workers that warms up in the background.
-
-        Until every worker has loaded the backend, invocations run in the thread pool, so
-        ``start()`` does not wait for the workers' imports. Spawned, not forked: this process
-        has threads. The workers get the environment ``_configure_environment`` set.
-        """
-        count = self.config.worker_processes
-        if count <= 0 or self._stopping:
-            return
-        environment = {name: os.environ[name] for name in self._saved_env if name in os.environ}
-        pool = ProcessPoolExecutor(
-            max_workers=count,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=workers.initialize,
-            initargs=(environment, SANDBOX_CREDENTIALS.access_key, SANDBOX_CREDENTIALS.secret_key),
-        )
-        with self._processes_lock:
-            self._processes, self._processes_ready, self._processes_busy = pool, False, 0
-        started = time.perf_counter()
-        # One task per worker makes the pool spawn all of them now.
-        warmups = [pool.submit(workers.warm) for _ in range(count)]
-        remaining = [len(warmups)]
-
-        def warmed(future) -> None:
-            with self._processes_lock:
-                if self._processes is not pool:
-                    return
-                if future.cancelled() or future.exception() is not None:
-                    log.warning(
-                        "the handlers' worker processes did not start (%s); handlers run in "
-                        "threads",
-                        "cancelled" if future.cancelled() else future.exception(),
-                    )
-                    remaining[0] = -1
-                    return
-                remaining[0] -= 1
-                if remaining[0] == 0:
-                    self._processes_ready = True
-                    log.info(
-                        "%d handler worker process(es) ready in %.0f ms",
-                        count,
-                        (time.perf_counter() - started) * 1000.0,
-                    )
-
-        for future in warmups:
-            future.add_done_callback(warmed)
-
-    def _stop_processes(self) -> None:
-        with self._processes_lock:
-            pool, self._processes, self._processes_ready = self._processes, None, False
-        if pool is None:
-            return
-        # A worker stuck in a handler past the integration timeout must not hang stop():
-        # the workers get a moment to finish, then they are terminated.
-        processes = list((getattr(pool, "_processes", None) or {}).values())
-        pool.shutdown(wait=False, cancel_futures=True)
-        deadline = time.monotonic() + CLOSE_TIMEOUT
-        for process in processes:
-            process.join(max(0.0, deadline - time.monotonic()))
-            if process.is_alive():
-                log.warning("a handler worker process did not exit; terminating it")
-                process.terminate()
-                process.join(CLOSE_TIMEOUT)
-
-    def _replace_processes(self, broken: ProcessPoolExecutor) -> None:
-        """A worker died: a new pool replaces the broken one (once, whoever noticed first)."""
-        with self._processes_lock:
-            if self._processes is not broken:
-                return
-            self._processes, self._processes_ready = None, False
-        log.error("a handler worker process died; starting new ones")
-        broken.shutdown(wait=False, cancel_futures=True)
-        if self._pool is not None and not self._stopping:
-            # Spawning runs in a pool thread: starting a process blocks for a moment.
-            self._pool.submit(self._start_processes)
-
-    def _process_slot(self, name: str, handler: Handler) -> ProcessPoolExecutor | None:
-        """The worker pool when this invocation goes to a worker process, else None.
+    def _worker_for(self, name: str, handler: Handler):
+        """The worker process this invocation goes to, else None (it runs in a thread).
 
         Only the backend's own entry points go there (a test's stand-in runs in a thread), only
-        once the workers are warm, and only while a worker is free: an invocation never queues
-        behind a busy (or stuck) worker, it runs in the thread pool instead.
+        to a worker that has loaded the backend, and only to one with nothing to do.
         """
-        if handler is not getattr(self._backend_entry, name, None):
+        if self._workers is None or handler is not getattr(self._backend_entry, name, None):
             return None
-        with self._processes_lock:
-            pool = self._processes
-            if pool is None or not self._processes_ready:
-                return None
-            if self._processes_busy >= self.config.worker_processes:
-                return None
-            self._processes_busy += 1
-            return pool
-
-    def _process_done(self, pool: ProcessPoolExecutor) -> None:
-        with self._processes_lock:
-            if self._processes is pool:
-                self._processes_busy -= 1
+        return self._workers.free()
 
     async def _invoke_in_process(
-        self, pool: ProcessPoolExecutor, name: str, event: object, context: object, outcome
+        self, worker, name: str, event: object, context: object, outcome
     ) -> None:
         try:
-            future = pool.submit(workers.invoke, name, event, context)
-        except (BrokenProcessPool, RuntimeError) as error:
-            self._process_done(pool)
-            outcome.error, outcome.crashed = error, True
-            self._replace_processes(pool)
-            return
-        # The slot is free when the worker is, not when the gateway stops waiting for it.
-        future.add_done_callback(lambda _: self._process_done(pool))
-        try:
             result, error, points = await asyncio.wait_for(
-                asyncio.wrap_future(future), INTEGRATION_TIMEOUT
+                self._workers.invoke(worker, name, event, context), INTEGRATION_TIMEOUT
             )
-        except BrokenProcessPool as broken:
-            outcome.error, outcome.crashed = broken, True
-            self._replace_processes(pool)
+        except WorkerDied as died:
+            outcome.error, outcome.crashed = died, True
             return
         from backend import observability
 
@@ -698,6 +605,9 @@ class Sandbox:
             site = web.SockSite(runner, sock)
             loop.run_until_complete(site.start())
             self._runner = runner
+            if self._workers is not None:
+                # They warm up in the background: until then invocations run in threads.
+                loop.call_soon(self._workers.start)
         except BaseException as error:
             failure.append(error)
             sock.close()
@@ -740,6 +650,8 @@ class Sandbox:
                 break
         if self._runner is not None:
             await self._runner.cleanup()
+        if self._workers is not None:
+            await self._workers.close()
 
     def _track(self, coroutine) -> asyncio.Task:
         task = asyncio.get_running_loop().create_task(coroutine)
@@ -755,10 +667,10 @@ class Sandbox:
         context = events.LambdaContext(FUNCTION_NAMES[name], self.region, INTEGRATION_TIMEOUT)
         started = time.perf_counter()
         outcome = Invocation()
-        pool = self._process_slot(name, handler)
+        worker = self._worker_for(name, handler)
         try:
-            if pool is not None:
-                await self._invoke_in_process(pool, name, event, context, outcome)
+            if worker is not None:
+                await self._invoke_in_process(worker, name, event, context, outcome)
             else:
                 future = asyncio.get_running_loop().run_in_executor(
                     self._pool, handler, event, context

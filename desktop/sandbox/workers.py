@@ -7,9 +7,13 @@ the gateway so that a worker starts by importing the backend alone.
 
 A worker is a cold start of its own: ``initialize`` sets the sandbox's variables (the worker
 inherited the environment at spawn, this makes it explicit), resets the backend's cached clients,
-signs management calls with the sandbox's stand-in keys and loads the entry points once. Each
-``invoke`` returns the handler's result or exception together with the custom metric points it
-recorded, which the gateway adds to its ``/_metrics``.
+signs management calls with the sandbox's stand-in keys and loads the entry points once. It then
+``serve``s invocations, one at a time, on the socket it shares with the gateway: each message is a
+4-byte length and a pickle. A request is ``(number, entry point, event, context)``; the answer is
+``(number, result, exception or None, the custom metric points it recorded)``, and the gateway
+adds the points to its ``/_metrics``. The first message a worker sends is ``(READY, pid)``, or
+``(FAILED, why)`` when it cannot load the backend. The socket is private to the two processes
+(a socket pair made by the gateway), so pickles come only from the gateway itself.
 """
 
 from __future__ import annotations
@@ -17,6 +21,12 @@ from __future__ import annotations
 import gc
 import os
 import pickle
+import socket
+import struct
+
+READY = "ready"
+FAILED = "failed"
+HEADER = struct.Struct("!I")
 
 _ENTRY_POINTS = ("authorizer", "connect", "disconnect", "messages", "admin")
 _handlers: dict[str, object] = {}
@@ -28,7 +38,7 @@ def _collect(name: str, unit: str, value: float) -> None:
 
 
 def initialize(environment: dict[str, str], access_key: str, secret_key: str) -> None:
-    """The worker's cold start (the pool's ``initializer``)."""
+    """The worker's cold start."""
     import importlib
     import signal
 
@@ -51,11 +61,6 @@ def initialize(environment: dict[str, str], access_key: str, secret_key: str) ->
     gc.freeze()
 
 
-def warm() -> int:
-    """Nothing: submitted once per worker at start so that the pool spawns its processes."""
-    return os.getpid()
-
-
 def _portable(error: BaseException) -> BaseException:
     """The exception itself when it survives pickling, else one that says what it was."""
     try:
@@ -73,3 +78,48 @@ def invoke(name: str, event: object, context: object) -> tuple[object, BaseExcep
     except Exception as error:
         return None, _portable(error), list(_points)
     return result, None, list(_points)
+
+
+def encode(message: object) -> bytes:
+    payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return HEADER.pack(len(payload)) + payload
+
+
+def _read(sock: socket.socket, size: int) -> bytes | None:
+    data = bytearray()
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return bytes(data)
+
+
+def _receive(sock: socket.socket) -> object | None:
+    """The next message, or None once the gateway has closed its end."""
+    head = _read(sock, HEADER.size)
+    if head is None:
+        return None
+    payload = _read(sock, HEADER.unpack(head)[0])
+    return None if payload is None else pickle.loads(payload)
+
+
+def serve(
+    sock: socket.socket, environment: dict[str, str], access_key: str, secret_key: str
+) -> None:
+    """The worker process's main: a cold start, then invocations until the gateway hangs up."""
+    try:
+        initialize(environment, access_key, secret_key)
+    except Exception as error:
+        sock.sendall(encode((FAILED, f"{type(error).__name__}: {error}")))
+        return
+    sock.sendall(encode((READY, os.getpid())))
+    with sock:
+        while (request := _receive(sock)) is not None:
+            number, name, event, context = request
+            result, error, points = invoke(name, event, context)
+            try:
+                answer = encode((number, result, error, points))
+            except Exception as unpicklable:  # a result the gateway could not receive
+                answer = encode((number, None, _portable(unpicklable), points))
+            sock.sendall(answer)
