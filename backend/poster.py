@@ -29,6 +29,7 @@ import os
 import selectors
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -411,6 +412,11 @@ class _ConnectionPool:
         self.name = f"{host}:{port}"
         self._idle: collections.deque[socket.socket] = collections.deque()
         self._opener: ThreadPoolExecutor | None = None
+        # Lanes lent to fan-outs in progress: concurrent fan-outs (the sandbox's handler
+        # threads) share ``maxsize`` connections rather than each opening its own and closing
+        # them after, which a Lambda (one invocation at a time) never meets.
+        self._lent = 0
+        self._lending = threading.Lock()
 
     def _connect(self) -> socket.socket:
         try:
@@ -520,8 +526,22 @@ class _ConnectionPool:
         while idle is replaced and the request sent again, once. A lane that fails is
         replaced while requests remain; when no connection can be opened, they fail with why.
         """
+        if count == 0:
+            return []
+        with self._lending:
+            granted = max(1, min(width, count, self.maxsize - self._lent))
+            self._lent += granted
+        try:
+            return self._exchange(count, build, method, granted)
+        finally:
+            with self._lending:
+                self._lent -= granted
+
+    def _exchange(
+        self, count: int, build: Callable[[int], bytes], method: str, width: int
+    ) -> list[_Answer | PostFailed]:
         results: list[_Answer | PostFailed | None] = [None] * count
-        lanes, failure = self._lanes(min(max(1, width), count))
+        lanes, failure = self._lanes(width)
         following = 0  # the next request to send
         flying: dict[socket.socket, tuple[int, bool, float]] = {}
         selector = selectors.DefaultSelector()

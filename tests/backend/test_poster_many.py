@@ -106,13 +106,39 @@ def test_more_posts_than_lanes_never_have_more_in_flight_than_the_concurrency(ra
     assert peak >= 2  # the lanes do run together, not one after another
 
 
-def test_a_fan_out_wider_than_the_pool_keeps_only_the_pools_size(raw_server):
+def test_a_fan_out_is_no_wider_than_the_pool(raw_server):
     server = raw_server()
     poster = lean(server)  # a pool of 8
     posts = members(16)
     assert poster.post_many(posts, 16) == [None] * len(posts)
-    assert server.connections == 16
+    assert server.connections == poster.pool.maxsize
     assert len(poster.pool._idle) == poster.pool.maxsize
+
+
+def test_concurrent_fan_outs_share_the_pools_connections(raw_server):
+    # Two fan-outs at once (the sandbox's handler threads): the second gets what the first
+    # left, at least one lane, instead of opening connections of its own to close after.
+    def slowly(request):
+        time.sleep(0.01)
+        return OK
+
+    server = raw_server(slowly)
+    poster = lean(server)  # a pool of 8
+    outcomes: dict[str, list] = {}
+    fan_outs = [
+        threading.Thread(
+            target=lambda name=name: outcomes.update({name: poster.post_many(members(20, name), 8)})
+        )
+        for name in ("first", "second")
+    ]
+    for thread in fan_outs:
+        thread.start()
+    for thread in fan_outs:
+        thread.join(30)
+    assert outcomes == {"first": [None] * 20, "second": [None] * 20}
+    assert server.connections <= poster.pool.maxsize + 1
+    assert len(server.posted()) == 40
+    assert poster.pool._lent == 0
 
 
 def test_a_cold_start_opens_its_connections_in_parallel(raw_server, certificate):
@@ -136,9 +162,9 @@ def test_a_cold_start_opens_its_connections_in_parallel(raw_server, certificate)
     context.sni_callback = during_handshake  # called even without SNI (an IP address)
     server = raw_server(tls=context)
     poster = lean(server, ssl_context=ssl.create_default_context(cafile=certificate[0]))
-    posts = members(16)
-    assert poster.post_many(posts, 16) == [None] * len(posts)
-    assert server.connections == 16
+    posts = members(8)
+    assert poster.post_many(posts, 8) == [None] * len(posts)
+    assert server.connections == 8
     assert Counter(server.posted()) == Counter(frame for _, frame in posts)
     assert peak >= 2
 
