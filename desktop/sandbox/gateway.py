@@ -569,8 +569,8 @@ class Sandbox:
     def _worker_for(self, name: str, handler: Handler):
         """The worker process this invocation goes to, else None (it runs in a thread).
 
-        Only the backend's own entry points go there (a test's stand-in runs in a thread), only
-        to a worker that has loaded the backend, and only to one with nothing to do.
+        Only the backend's own entry points go there (a test's stand-in runs in a thread), and
+        only to a worker that has loaded the backend and takes more (``processes.WorkerPool``).
         """
         if self._workers is None or handler is not getattr(self._backend_entry, name, None):
             return None

@@ -6,14 +6,20 @@ process pool hands every call through a management thread, a feeder thread and a
 and on the gateway's busy loop those hand-offs (and the GIL they contend for) cost more than
 the message they carry.
 
-As Lambda, a worker runs one invocation at a time; an invocation that finds every worker busy
-is not queued behind them (the gateway runs it in a thread instead), so a stuck handler holds up
-no one. A worker that dies is replaced; the invocation it was running fails as a crash.
+A worker runs one invocation at a time, in the order they came. An invocation goes to the first
+worker with fewer than ``QUEUE_DEPTH`` in it, so the first worker takes everything a classroom
+sends one message at a time, and the others only share a burst. Spreading invocations over idle
+workers instead, or running them in threads of the gateway's process, puts more busy processes
+on the CPUs while a fan-out's frames go out, and measured slower (``docs/benchmarks.md``). A
+worker whose oldest invocation has waited ``STUCK_AFTER`` seconds takes no more, so a stuck
+handler holds up no one else; when every worker is full the gateway runs the invocation in a
+thread. A worker that dies is replaced; the invocations it had fail as crashes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import logging
 import multiprocessing
@@ -25,6 +31,9 @@ from dataclasses import dataclass, field
 from desktop.sandbox import workers
 
 log = logging.getLogger(__name__)
+
+QUEUE_DEPTH = 4
+STUCK_AFTER = 1.0
 
 
 class WorkerDied(Exception):
@@ -39,6 +48,12 @@ class Worker:
     failed: bool = False
     busy: int = 0
     waiting: dict[int, asyncio.Future] = field(default_factory=dict)
+    sent: collections.deque[float] = field(default_factory=collections.deque)  # unanswered
+
+    def takes_more(self, now: float) -> bool:
+        if not self.ready or self.busy >= QUEUE_DEPTH:
+            return False
+        return not self.sent or now - self.sent[0] < STUCK_AFTER
 
 
 class _Channel(asyncio.Protocol):
@@ -138,9 +153,10 @@ class WorkerPool:
         await loop.create_connection(lambda: _Channel(self, worker), sock=mine)
 
     def free(self) -> Worker | None:
-        """A ready worker with nothing to do, if there is one."""
+        """The first worker that takes another invocation (see the module docstring), if any."""
+        now = time.monotonic()
         for worker in self._workers:
-            if worker.ready and not worker.busy:
+            if worker.takes_more(now):
                 return worker
         return None
 
@@ -155,6 +171,7 @@ class WorkerPool:
         future = asyncio.get_running_loop().create_future()
         worker.waiting[number] = future
         worker.busy += 1
+        worker.sent.append(time.monotonic())
         worker.transport.write(workers.encode((number, name, event, context)))
         return await future
 
@@ -177,6 +194,7 @@ class WorkerPool:
             )
         else:
             worker.busy -= 1
+            worker.sent.popleft()
             future = worker.waiting.pop(kind, None)
             if future is not None and not future.done():
                 future.set_result(message[1:])
