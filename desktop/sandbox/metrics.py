@@ -60,6 +60,9 @@ class _Point:
         self.max = max(self.max, value)
 
 
+_GATEWAY_UNITS = dict(GATEWAY_METRICS)
+
+
 class MetricsBoard:
     """Thread-safe per-minute statistics; handlers record from pool threads, the loop reads."""
 
@@ -91,7 +94,7 @@ class MetricsBoard:
 
     def gateway(self, name: str, value: float = 1.0) -> None:
         """Record one of API Gateway's own metrics (``GATEWAY_METRICS``)."""
-        unit = dict(GATEWAY_METRICS)[name]
+        unit = _GATEWAY_UNITS[name]
         self._add((GATEWAY_NAMESPACE, name, unit), value)
 
     def handler_metric(self, name: str, unit: str, value: float) -> None:
