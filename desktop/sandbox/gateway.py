@@ -17,8 +17,9 @@ works there:
   answers 410 ``GoneException``. A connection is only known once its upgrade is complete: a post
   to it from its own ``$connect`` is 410, as in AWS. SigV4 signatures are accepted without
   being checked: the sandbox has no IAM to check them against.
-- Handlers run in a bounded thread pool, as Lambda runs concurrent invocations; one that
-  raises earns its client API Gateway's ``Internal server error`` frame and nothing else stops.
+- Handlers run in worker processes (``desktop.sandbox.processes``), overflowing to a bounded
+  thread pool, as Lambda runs concurrent invocations; one that raises earns its client API
+  Gateway's ``Internal server error`` frame and nothing else stops.
 - ``POST /_admin`` (loopback only) runs the admin handler; ``GET /_metrics`` serves per-minute
   metrics (see ``desktop.sandbox.metrics`` for what each one counts).
 
