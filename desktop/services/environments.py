@@ -42,6 +42,9 @@ class Environment:
     stack_name: str | None = None
     endpoint_url: str | None = None
     last_deploy_time: datetime | None = None
+    # Template parameter values the operator set (name, value), sorted; the rest keep the
+    # template's default, or the stack's current value on an update.
+    parameters: tuple[tuple[str, str], ...] = ()
 
     @property
     def is_sandbox(self) -> bool:
@@ -64,6 +67,7 @@ class Environment:
         data = dataclasses.asdict(self)
         if self.last_deploy_time is not None:
             data["last_deploy_time"] = self.last_deploy_time.isoformat()
+        data["parameters"] = dict(self.parameters)
         return data
 
     @classmethod
@@ -75,12 +79,17 @@ class Environment:
         values = {key: value for key, value in data.items() if key in fields}
         if values.get("kind") not in ("sandbox", "aws"):
             raise ValueError(f"unknown kind {values.get('kind')!r}")
+        parameters = values.pop("parameters", None) or {}
+        if not isinstance(parameters, dict) or not all(
+            isinstance(key, str) and isinstance(value, str) for key, value in parameters.items()
+        ):
+            raise TypeError("parameters must map names to text")
         for key, value in values.items():
             if value is not None and not isinstance(value, str):
                 raise TypeError(f"{key} must be text")
         when = values.get("last_deploy_time")
         values["last_deploy_time"] = datetime.fromisoformat(when) if when else None
-        return cls(**values)
+        return cls(**values, parameters=tuple(sorted(parameters.items())))
 
 
 SANDBOX = Environment(kind="sandbox", name=SANDBOX_NAME)
@@ -94,6 +103,7 @@ def aws_environment(
     stack_name: str,
     endpoint_url: str | None = None,
     last_deploy_time: datetime | None = None,
+    parameters: dict[str, str] | tuple = (),
 ) -> Environment:
     """An AWS environment from what the user typed, trimmed and checked.
 
@@ -107,6 +117,7 @@ def aws_environment(
         stack_name=stack_name.strip(),
         endpoint_url=(endpoint_url or "").strip().rstrip("/") or None,
         last_deploy_time=last_deploy_time,
+        parameters=tuple(sorted(dict(parameters).items())),
     )
     validate(environment)
     return environment

@@ -208,6 +208,7 @@ class DeployView(QWidget):
     busy_changed = Signal(bool)
     cancellable_changed = Signal(bool)  # CloudFormation can cancel what runs now
     edit_requested = Signal()
+    parameters_requested = Signal()
 
     def __init__(
         self,
@@ -238,12 +239,18 @@ class DeployView(QWidget):
         self.summary = note()
         self.edit_button = QPushButton("Edit…")
         self.edit_button.clicked.connect(self.edit_requested)
+        self.parameters_button = QPushButton("Parameters…")
+        self.parameters_button.setToolTip(
+            "The template's parameters for this environment's deploys"
+        )
+        self.parameters_button.clicked.connect(self.parameters_requested)
         header = QHBoxLayout()
         titles = QVBoxLayout()
         titles.setSpacing(2)
         titles.addWidget(self.title)
         titles.addWidget(self.summary)
         header.addLayout(titles, 1)
+        header.addWidget(self.parameters_button, 0, Qt.AlignmentFlag.AlignTop)
         header.addWidget(self.edit_button, 0, Qt.AlignmentFlag.AlignTop)
 
         # The stack's state.
@@ -810,6 +817,7 @@ class DeployView(QWidget):
             has_environment and idle and self._stack_status not in (None, DOES_NOT_EXIST)
         )
         self.edit_button.setEnabled(has_environment and not self.busy)
+        self.parameters_button.setEnabled(has_environment and not self.busy)
         self.cancel_button.setVisible(self._stage in (Stage.DEPLOYING,))
         self.cancel_button.setEnabled(self._stage is Stage.DEPLOYING and self._cancellable)
         self.cancel_button.setToolTip(

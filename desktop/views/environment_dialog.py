@@ -119,6 +119,7 @@ class EnvironmentDialog(QDialog):
             stack_name=self.stack_name.text(),
             endpoint_url=self.endpoint_url.text(),
             last_deploy_time=self._original.last_deploy_time if self._original else None,
+            parameters=self._original.parameters if self._original else (),
         )
 
     def accept(self) -> None:

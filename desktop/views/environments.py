@@ -8,6 +8,7 @@ to ``QSettings`` at once.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 
 from PySide6.QtCore import QItemSelectionModel, QSize, Qt, Signal
@@ -32,8 +33,10 @@ from desktop.models.environments import EnvironmentListModel, EnvironmentRole
 from desktop.models.session import Session
 from desktop.services.environments import SANDBOX_NAME, Environment, EnvironmentStore
 from desktop.services.errors import ConfigurationError
+from desktop.services.parameters import ParameterSpec, template_specs
 from desktop.views.deploy import AwsHealth, DeployView
 from desktop.views.environment_dialog import EnvironmentDialog
+from desktop.views.parameters_dialog import ParametersDialog
 from desktop.views.sandbox import SandboxPanel, sandbox_tone
 from desktop.views.widgets import heading, note
 from desktop.workers import FunctionWorker, start
@@ -99,14 +102,17 @@ class EnvironmentsView(QWidget):
         deploy_view: DeployView,
         list_profiles: Callable[[], Sequence],
         parent: QWidget | None = None,
+        *,
+        parameter_specs: Callable[[], list[ParameterSpec]] = template_specs,
     ) -> None:
         super().__init__(parent)
         self.store = store
         self.supervisor = supervisor
         self.session = session
         self._list_profiles = list_profiles
+        self._template_specs = parameter_specs
         self._profiles: list = []
-        self.dialog: EnvironmentDialog | None = None
+        self.dialog: EnvironmentDialog | ParametersDialog | None = None
         self.confirmation: QMessageBox | None = None
         self._restoring = False  # re-selecting after the list was rebuilt: not a switch
 
@@ -172,6 +178,7 @@ class EnvironmentsView(QWidget):
         deploy_view.health_changed.connect(self._aws_health)
         deploy_view.deployed.connect(self._deployed)
         deploy_view.edit_requested.connect(self.edit)
+        deploy_view.parameters_requested.connect(self.edit_parameters)
         deploy_view.busy_changed.connect(self._lock)
         self._sandbox_state(supervisor.state)
 
@@ -202,6 +209,40 @@ class EnvironmentsView(QWidget):
         name = environment.name
         self._open_dialog(
             EnvironmentDialog(lambda changed: self.store.update(name, changed), environment, self)
+        )
+
+    def edit_parameters(self) -> None:
+        """The template's parameters for the current AWS environment's deploys."""
+        environment = self.current()
+        if environment.is_sandbox:
+            messages.info("The local sandbox runs the backend as it is; it has no parameters.")
+            return
+        try:
+            specs = self._template_specs()
+        except ConfigurationError as error:
+            messages.error(str(error))
+            return
+        name = environment.name
+
+        def save(values: dict[str, str]) -> Environment:
+            changed = dataclasses.replace(environment, parameters=tuple(sorted(values.items())))
+            return self.store.update(name, changed)
+
+        dialog = ParametersDialog(specs, environment, save, self)
+        dialog.saved.connect(self._parameters_saved)
+        dialog.finished.connect(lambda _result: self._dialog_closed(dialog))
+        self.dialog = dialog
+        dialog.open()
+
+    def _parameters_saved(self, environment: Environment) -> None:
+        self._reload()
+        self.select(environment.name)
+        count = len(environment.parameters)
+        messages.info(
+            f"Saved the template parameters of “{environment.name}” "
+            f"({count} set, the rest default)."
+            if count
+            else f"“{environment.name}” deploys with the template's defaults."
         )
 
     def remove(self) -> None:
@@ -273,7 +314,7 @@ class EnvironmentsView(QWidget):
     def set_profiles(self, profiles: Sequence) -> None:
         """The AWS profiles the add/edit dialog offers (read by a worker)."""
         self._profiles = list(profiles)
-        if self.dialog is not None:
+        if isinstance(self.dialog, EnvironmentDialog):
             self.dialog.set_profiles(self._profiles)
 
     def _saved(self, environment: Environment) -> None:

@@ -55,8 +55,10 @@ class MainWindow(QMainWindow):
     """The console. ``autostart_sandbox`` starts the sandbox on a first run without AWS.
 
     ``engine_factory`` builds the deploy engine of an AWS environment and ``deploy_parameters``
-    gives the template parameters of a deploy (none by default: the template's defaults, or
-    the stack's previous values); tests use them to deploy a small template to moto.
+    gives the template parameters of a deploy (by default the ones set for the environment in
+    its Parameters dialog; the rest keep the template's defaults, or the stack's values on an
+    update), and ``parameter_specs`` what that dialog offers (the backend template's
+    parameters); tests use them to deploy a small template to moto.
     """
 
     def __init__(
@@ -65,6 +67,7 @@ class MainWindow(QMainWindow):
         *,
         engine_factory: EngineFactory | None = None,
         deploy_parameters: ParametersFor | None = None,
+        parameter_specs: Callable[[], list] | None = None,
         list_profiles: Callable[[], Sequence] | None = None,
         sandbox_port: int = 8765,
         redis_url: str | None = None,
@@ -82,9 +85,17 @@ class MainWindow(QMainWindow):
         self.store = EnvironmentStore(QSettingsBackend(settings))
         self.session = Session(self)
         self.supervisor = SandboxSupervisor(port=sandbox_port, redis_url=redis_url, parent=self)
-        self.deploy_view = DeployView(engine_factory or default_engine_factory, deploy_parameters)
+        self.deploy_view = DeployView(
+            engine_factory or default_engine_factory,
+            deploy_parameters or (lambda environment: dict(environment.parameters)),
+        )
         self.environments_view = EnvironmentsView(
-            self.store, self.supervisor, self.session, self.deploy_view, list_profiles
+            self.store,
+            self.supervisor,
+            self.session,
+            self.deploy_view,
+            list_profiles,
+            **({"parameter_specs": parameter_specs} if parameter_specs else {}),
         )
         self.placeholders = {
             key: PlaceholderView(title, purpose, icon)

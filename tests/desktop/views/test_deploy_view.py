@@ -326,3 +326,64 @@ def test_teardown_can_be_called_off(qtbot, open_window, engine_factory, staging)
         dialog.reject()
     assert view.stage is Stage.IDLE
     assert "CREATE_COMPLETE" in view.status_label.state
+
+
+def test_parameters_set_in_the_dialog_are_checked_kept_and_deployed(
+    qtbot, open_window, engine_factory, staging
+) -> None:
+    from PySide6.QtWidgets import QDialogButtonBox
+
+    from desktop.services.parameters import template_specs
+
+    window, view = open_on(
+        open_window,
+        qtbot,
+        engine_factory,
+        # The test stack's parameter, and one of the backend's with bounds to be refused
+        # (not in the test stack: it is refused before the deploy would see it).
+        parameter_specs=lambda: (
+            template_specs(TEMPLATES / "stack.yaml")
+            + [spec for spec in template_specs() if spec.name == "ReplicasPerShard"]
+        ),
+    )
+    view.parameters_button.click()
+    dialog = window.environments_view.dialog
+    assert dialog is not None and dialog.isVisible()
+    assert list(dialog.fields) == ["Greeting", "ReplicasPerShard"]  # not the artifact ones
+    assert dialog.fields["Greeting"].placeholderText() == "Default: hello"
+
+    dialog.fields["Greeting"].setText("bonjour")
+    dialog.fields["ReplicasPerShard"].setText("9")
+    dialog.buttons.button(QDialogButtonBox.StandardButton.Save).click()
+    assert dialog.isVisible()  # refused, with what to change
+    assert dialog.error.label.text() == "ReplicasPerShard must be from 1 to 5."
+
+    dialog.fields["ReplicasPerShard"].setText("")
+    with qtbot.waitSignal(dialog.finished):
+        dialog.buttons.button(QDialogButtonBox.StandardButton.Save).click()
+    assert window.session.environment.parameters == (("Greeting", "bonjour"),)
+    qtbot.waitUntil(lambda: view.stage is Stage.IDLE, timeout=DEPLOY_TIMEOUT)
+
+    deploy(qtbot, view)
+    assert view.banner.kind == "success", view.banner.label.text()
+    outputs = {row.name: row.value for row in view.outputs_model.rows}
+    assert outputs["Greeting"] == "bonjour"
+
+    # Editing the environment's other settings keeps them.
+    window.environments_view.edit()
+    editor = window.environments_view.dialog
+    editor.name.setText("Staging EU")
+    with qtbot.waitSignal(editor.finished):
+        editor.buttons.button(QDialogButtonBox.StandardButton.Save).click()
+    assert window.session.environment.parameters == (("Greeting", "bonjour"),)
+    qtbot.waitUntil(lambda: view.stage is Stage.IDLE, timeout=DEPLOY_TIMEOUT)
+
+    # The dialog shows them next time, and Restore defaults clears every field.
+    view.parameters_button.click()
+    dialog = window.environments_view.dialog
+    assert dialog.fields["Greeting"].text() == "bonjour"
+    dialog.buttons.button(QDialogButtonBox.StandardButton.RestoreDefaults).click()
+    assert dialog.values() == {"Greeting": "", "ReplicasPerShard": ""}
+    with qtbot.waitSignal(dialog.finished):
+        dialog.buttons.button(QDialogButtonBox.StandardButton.Save).click()
+    assert window.session.environment.parameters == ()
