@@ -548,9 +548,14 @@ class _ConnectionPool:
 
         def send(sock: socket.socket, reused: bool, index: int) -> bool:
             """Writes request ``index``; False when the lane is dead (request not sent)."""
+            try:
+                request = build(index)
+            except BaseException:
+                sock.close()
+                raise
             while True:
                 try:
-                    sock.sendall(build(index))
+                    sock.sendall(request)
                 except OSError as error:  # reset, broken pipe, timeout
                     sock.close()
                     if reused:
@@ -637,10 +642,10 @@ class _ConnectionPool:
                 carry(None, False)
 
         try:
-            for sock, reused in lanes:
-                carry(sock, reused)
             if not lanes:
                 carry(None, False)
+            while lanes:
+                carry(*lanes.pop(0))
             while flying:
                 soonest = min(deadline for _, _, deadline in flying.values())
                 ready = selector.select(max(0.0, soonest - time.monotonic()))
@@ -657,8 +662,10 @@ class _ConnectionPool:
                                 f"{self.name} did not answer within {self.read_timeout:g} s"
                             )
                             carry(None, False)
-        finally:
+        finally:  # only an exception (a request that could not be built) leaves sockets here
             for sock in flying:
+                sock.close()
+            for sock, _ in lanes:
                 sock.close()
             selector.close()
         if failure is not None:

@@ -475,3 +475,28 @@ def test_hung_https_lanes_time_out_together(raw_server, certificate):
     elapsed = time.monotonic() - started
     assert all("did not answer within 0.5 s" in str(error) for error in errors)
     assert elapsed < 2  # six lanes waited together: 0.5 s, not 6 x 0.5 s
+
+
+def test_a_request_that_cannot_be_built_fails_the_fan_out_without_leaking_connections(
+    raw_server, monkeypatch
+):
+    server = raw_server()
+    poster = lean(server)
+    poster.post_many(members(4), 4)
+    kept = list(poster.pool._idle)
+    assert len(kept) == 4
+    built = []
+
+    def build(method, connection_id, body, digest):
+        if len(built) == 2:
+            raise RuntimeError("no signing key")
+        built.append(connection_id)
+        return LeanPoster._build(poster, method, connection_id, body, digest)
+
+    monkeypatch.setattr(poster, "_build", build)
+    with pytest.raises(RuntimeError):
+        poster.post_many(members(4), 4)
+    # The two sent and the two never used are closed, not left open or half used.
+    assert [sock.fileno() for sock in kept] == [-1] * 4
+    assert len(poster.pool._idle) == 0
+    assert poster.pool._lent == 0
