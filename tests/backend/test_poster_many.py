@@ -500,3 +500,25 @@ def test_a_request_that_cannot_be_built_fails_the_fan_out_without_leaking_connec
     assert [sock.fileno() for sock in kept] == [-1] * 4
     assert len(poster.pool._idle) == 0
     assert poster.pool._lent == 0
+
+
+def test_without_epoll_the_fan_out_waits_with_the_selectors_module(raw_server, monkeypatch):
+    # macOS and Windows (the sandbox) have no epoll; Lambda (Linux) has.
+    import select
+
+    from backend.poster import _Readable
+
+    monkeypatch.delattr(select, "epoll", raising=False)
+    waiting = _Readable()
+    assert waiting._epoll is None and waiting._selector is not None
+    waiting.close()
+    server = raw_server(lambda request: http(410) if request.body == b'{"n":3}' else OK)
+    poster = lean(server)
+    errors = poster.post_many(members(12), 4)
+    assert [type(error).__name__ if error else None for error in errors] == [
+        None,
+        None,
+        None,
+        "Gone",
+    ] + [None] * 8
+    assert Counter(server.posted()) == Counter(frame for _, frame in members(12))
