@@ -110,19 +110,11 @@ def _together(post_many, posts: list[tuple[str, bytes]], concurrency: int) -> li
             errors = [PostFailed(f"{type(error).__name__}: {error}")] * len(pending)
         throttled = []
         for index, error in zip(pending, errors, strict=True):
-            if error is None:
-                outcomes[index] = ("delivered", attempt)
-            elif isinstance(error, Gone):
-                outcomes[index] = ("gone", None)
-            elif isinstance(error, Throttled):
+            if isinstance(error, Throttled) and attempt < THROTTLE_ATTEMPTS - 1:
                 throttled.append(index)
             else:
-                outcomes[index] = ("failed", str(error) or type(error).__name__)
+                outcomes[index] = _outcome(error, attempt)
         if not throttled:
-            break
-        if attempt == THROTTLE_ATTEMPTS - 1:
-            for index in throttled:
-                outcomes[index] = ("failed", "throttled after retries")
             break
         _backoff(attempt)
         pending = throttled
@@ -145,12 +137,19 @@ def _post_one(poster: Poster, connection_id: str, payload: bytes) -> tuple[str, 
 def _attempt(poster: Poster, connection_id: str, data: bytes) -> tuple[str, object]:
     try:
         _, retries = _post_one(poster, connection_id, data)
-        return "delivered", retries
-    except Gone:
-        return "gone", None
-    except Throttled:
-        return "failed", "throttled after retries"
-    except PostError as error:
-        return "failed", str(error) or type(error).__name__
     except Exception as error:  # a fan-out never dies of one member
-        return "failed", f"{type(error).__name__}: {error}"
+        return _outcome(error, 0)
+    return _outcome(None, retries)
+
+
+def _outcome(error: Exception | None, retries: int) -> tuple[str, object]:
+    """("delivered", retries), ("gone", None) or ("failed", why) for a post's last attempt."""
+    if error is None:
+        return "delivered", retries
+    if isinstance(error, Gone):
+        return "gone", None
+    if isinstance(error, Throttled):
+        return "failed", "throttled after retries"
+    if isinstance(error, PostError):
+        return "failed", str(error) or type(error).__name__
+    return "failed", f"{type(error).__name__}: {error}"

@@ -503,22 +503,28 @@ class _ConnectionPool:
                 raise PostFailed(f"{self.name} closed the connection without answering: {reason}")
             sock = self._connect()
             reused = False
-        try:
-            answer = _read_answer(sock, first, method)
-        except TimeoutError:
-            sock.close()
-            raise PostFailed(f"{self.name} did not finish answering within the timeout") from None
-        except OSError as error:
-            sock.close()
-            raise PostFailed(f"reading {self.name}'s answer: {error}") from None
-        except PostFailed:
-            sock.close()
-            raise
-        if answer.keep_alive and len(idle) < self.maxsize:
-            idle.append(sock)
+        answer = self._finish(sock, first, method)
+        if isinstance(answer, PostFailed):
+            raise answer
+        if answer.keep_alive:
+            self._release(sock)
         else:
             sock.close()
         return answer
+
+    def _finish(self, sock: socket.socket, first: bytes, method: str) -> _Answer | PostFailed:
+        """The answer whose first bytes are ``first``, or why it could not be read (then the
+        connection is closed: it is in no known state)."""
+        try:
+            return _read_answer(sock, first, method)
+        except TimeoutError:
+            failure = PostFailed(f"{self.name} did not finish answering within the timeout")
+        except OSError as error:
+            failure = PostFailed(f"reading {self.name}'s answer: {error}")
+        except PostFailed as error:
+            failure = error
+        sock.close()
+        return failure
 
     def _release(self, sock: socket.socket) -> None:
         if len(self._idle) < self.maxsize:
@@ -667,14 +673,7 @@ class _ConnectionPool:
                 )
                 carry(None, False)
                 return
-            try:
-                answer = _read_answer(sock, first, method)
-            except TimeoutError:
-                answer = PostFailed(f"{self.name} did not finish answering within the timeout")
-            except OSError as error:
-                answer = PostFailed(f"reading {self.name}'s answer: {error}")
-            except PostFailed as error:
-                answer = error
+            answer = self._finish(sock, first, method)
             results[index] = answer
             if isinstance(answer, _Answer) and answer.keep_alive:
                 carry(sock, True)
