@@ -16,6 +16,14 @@ from desktop.services.deploy import ARTIFACT_PARAMETERS, default_source_root, lo
 from desktop.services.errors import ConfigurationError
 
 
+class ParameterError(ConfigurationError):
+    """A value CloudFormation would refuse; ``name`` is the parameter it was given for."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+
 def _number(value: object) -> float | None:
     try:
         return float(value)  # type: ignore[arg-type]
@@ -122,8 +130,8 @@ def template_specs(template_path: Path | str | None = None) -> list[ParameterSpe
 
 
 def check(specs: list[ParameterSpec], values: dict[str, str]) -> dict[str, str]:
-    """The values worth keeping (empty ones dropped), or ``ConfigurationError`` naming the first
-    that CloudFormation would refuse."""
+    """The values worth keeping (empty ones dropped), or ``ParameterError`` for the first that
+    CloudFormation would refuse."""
     known = {spec.name: spec for spec in specs}
     kept = {}
     for name, value in values.items():
@@ -132,9 +140,9 @@ def check(specs: list[ParameterSpec], values: dict[str, str]) -> dict[str, str]:
             continue
         spec = known.get(name)
         if spec is None:
-            raise ConfigurationError(f"The template has no parameter {name}.")
+            raise ParameterError(name, f"The template has no parameter {name}.")
         problem = spec.problem(value)
         if problem:
-            raise ConfigurationError(problem)
+            raise ParameterError(name, problem)
         kept[name] = value
     return kept

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
 
 from desktop.services.environments import Environment
 from desktop.services.errors import ConfigurationError
-from desktop.services.parameters import ParameterSpec, check
+from desktop.services.parameters import ParameterError, ParameterSpec, check
 from desktop.views.widgets import Banner, note, plain_buttons
 
 
@@ -135,18 +135,14 @@ class ParametersDialog(QDialog):
         self.error.hide()
 
     def accept(self) -> None:
-        values = self.values()
-        for spec in self._specs:
-            value = values.get(spec.name, "").strip()
-            problem = spec.problem(value) if value else None
-            if problem:  # shown next to the field it is about
-                field = self.fields[spec.name]
-                self.scroll.ensureWidgetVisible(field)
-                field.setFocus()
-                self.error.show_message("error", problem)
-                return
         try:
-            saved = self._save(check(self._specs, values))
+            saved = self._save(check(self._specs, self.values()))
+        except ParameterError as error:  # shown with the field it is about in view
+            field = self.fields[error.name]
+            self.scroll.ensureWidgetVisible(field)
+            field.setFocus()
+            self.error.show_message("error", str(error))
+            return
         except ConfigurationError as error:
             self.error.show_message("error", str(error))
             return
