@@ -970,16 +970,14 @@ class Sandbox:
         connection = self._connections.get(connection_id)
         method = request.method
         if method == "POST":
-            if (request.content_length or 0) > MAX_MESSAGE_BYTES:
-                return _aws_error(
-                    413, "PayloadTooLargeException", "Message payload size exceeds 128 KB"
-                )
-            data = await request.read()
-            if len(data) > MAX_MESSAGE_BYTES:
-                return _aws_error(
-                    413, "PayloadTooLargeException", "Message payload size exceeds 128 KB"
-                )
-            return await self._post(connection, data)
+            # A declared length over the limit is refused unread; a chunked body once read.
+            if (request.content_length or 0) <= MAX_MESSAGE_BYTES:
+                data = await request.read()
+                if len(data) <= MAX_MESSAGE_BYTES:
+                    return await self._post(connection, data)
+            return _aws_error(
+                413, "PayloadTooLargeException", "Message payload size exceeds 128 KB"
+            )
         if method == "GET":
             if connection is None or connection.closing:
                 return _aws_error(410, "GoneException", "Gone")
