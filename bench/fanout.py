@@ -26,7 +26,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,29 +37,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from backend import config  # noqa: E402  (after the path, so the bench runs from a checkout)
+from desktop.sandbox.loopback import free_port, wait_for_port  # noqa: E402
 
 SECRET = "bench-secret-" + "0" * 52
 SIMULATED_POST_MS = 20.0
 GOAL_RATIO_30 = 5.0
 WARM_UP = 50  # messages per room and server before the timed ones
 GOAL_HANDLER_MS = 80.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listened on port {port}")
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -261,8 +244,8 @@ async def end_to_end(
         return f"ws://127.0.0.1:{floor_port}/floor?room={room}"
 
     try:
-        wait_for_port(sandbox_port)
-        wait_for_port(floor_port)
+        wait_for_port(sandbox_port, timeout=30.0)
+        wait_for_port(floor_port, timeout=30.0)
         time.sleep(2.0)  # the sandbox's worker processes warm up in the background
         # Whatever this process measures first runs slower (a floor measured first took 1.0-1.6
         # ms for 30 members, after anything else 0.6): one untimed room on each server first.
@@ -334,7 +317,7 @@ def handler_fanout(members: int, rounds: int, concurrency: int) -> list[dict]:
     payload = json.dumps({"event": "message", "room": "bench", "seq": 1, "data": "x" * 200})
     results = []
     try:
-        wait_for_port(port)
+        wait_for_port(port, timeout=30.0)
         for name, kind in (("lean", LeanPoster), ("boto3", Boto3Poster)):
             poster = kind(endpoint, "us-east-1", concurrency=concurrency)
             deliver(poster, ids, payload, concurrency)  # warm: connections, signing key, models

@@ -4,37 +4,20 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 
 import pytest
 import redis
+
+from desktop.sandbox.loopback import free_port, wait_for_port
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # Lambda code logs JSON and metrics to stdout; keep test output readable.
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "ClassroomConsoleTests")
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "classroom")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listened on port {port} within {timeout} s")
 
 
 def start_redis(

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -24,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
+from desktop.sandbox.loopback import free_port
 from desktop.services.errors import SandboxError
 
 START_TIMEOUT = 10.0
@@ -64,12 +64,6 @@ def redact(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _ping(url: str, timeout: float = 1.0) -> redis.Redis:
     client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
     try:
@@ -107,7 +101,7 @@ def start_redis_server(binary: str, attempts: int = 3) -> RedisService:
     last_error = ""
     for _ in range(attempts):
         workdir = Path(tempfile.mkdtemp(prefix="classroom-sandbox-redis-"))
-        port = _free_port()
+        port = free_port()
         logfile = workdir / "redis.log"
         with open(logfile, "wb") as output:
             process = subprocess.Popen(
