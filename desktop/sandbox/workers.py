@@ -18,6 +18,7 @@ adds the points to its ``/_metrics``. The first message a worker sends is ``(REA
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import pickle
@@ -107,14 +108,18 @@ def _receive(sock: socket.socket) -> object | None:
 def serve(
     sock: socket.socket, environment: dict[str, str], access_key: str, secret_key: str
 ) -> None:
-    """The worker process's main: a cold start, then invocations until the gateway hangs up."""
-    try:
-        initialize(environment, access_key, secret_key)
-    except Exception as error:
-        sock.sendall(encode((FAILED, f"{type(error).__name__}: {error}")))
-        return
-    sock.sendall(encode((READY, os.getpid())))
-    with sock:
+    """The worker process's main: a cold start, then invocations until the gateway hangs up.
+
+    A gateway that hung up while this worker was starting or working (its sandbox stopped)
+    ends the worker quietly: there is no one left to answer.
+    """
+    with sock, contextlib.suppress(ConnectionError):
+        try:
+            initialize(environment, access_key, secret_key)
+        except Exception as error:
+            sock.sendall(encode((FAILED, f"{type(error).__name__}: {error}")))
+            return
+        sock.sendall(encode((READY, os.getpid())))
         while (request := _receive(sock)) is not None:
             number, name, event, context = request
             result, error, points = invoke(name, event, context)

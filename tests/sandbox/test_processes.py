@@ -40,3 +40,22 @@ def test_no_invocation_queues_behind_a_stuck_handler():
     # With every worker stuck or full, the gateway runs the invocation in a thread.
     assert pool_of(stuck).free() is None
     assert pool_of(worker(busy=QUEUE_DEPTH)).free() is None
+
+
+def test_a_worker_whose_gateway_hung_up_while_it_started_ends_quietly():
+    # The sandbox stopped (or was killed) before the worker had loaded the backend: the
+    # worker's "ready" meets a closed socket. It exits cleanly, with no traceback.
+    import multiprocessing
+    import socket
+
+    from desktop.sandbox import workers
+
+    mine, theirs = socket.socketpair()
+    worker = multiprocessing.get_context("spawn").Process(
+        target=workers.serve, args=(theirs, {}, "key", "secret")
+    )
+    worker.start()
+    theirs.close()
+    mine.close()
+    worker.join(60)
+    assert worker.exitcode == 0
