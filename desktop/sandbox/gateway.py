@@ -37,11 +37,9 @@ import contextlib
 import datetime
 import errno
 import ipaddress
-import itertools
 import json
 import logging
 import os
-import random
 import re
 import socket
 import threading
@@ -58,7 +56,7 @@ from aiohttp import WSMsgType, web
 from aiohttp.http_websocket import WebSocketError
 from botocore.credentials import Credentials
 
-from desktop.sandbox import events, metrics, policy
+from desktop.sandbox import events, management, metrics, policy
 from desktop.sandbox.events import Handshake
 from desktop.sandbox.processes import WorkerDied, WorkerPool
 from desktop.services.errors import SandboxError
@@ -80,6 +78,12 @@ CLOSE_UNSUPPORTED = 1003
 CLOSE_NO_STATUS = 1005
 CLOSE_ABNORMAL = 1006
 CLOSE_TOO_BIG = 1009
+
+FORBIDDEN = management.error(403, "ForbiddenException", "Forbidden")
+GONE = management.error(410, "GoneException", "Gone")
+NOT_ALLOWED = management.error(405, "MethodNotAllowedException", "Method not allowed")
+TOO_LARGE = management.error(413, "PayloadTooLargeException", "Message payload size exceeds 128 KB")
+BUFFER_FULL = management.error(429, "LimitExceededException", "Client buffer is full")
 
 SANDBOX_CREDENTIALS = Credentials("sandbox", "sandbox")
 log = logging.getLogger("desktop.sandbox")
@@ -206,25 +210,6 @@ def _iso8601(epoch_ms: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
 
 
-_REQUEST_IDS = itertools.count(random.getrandbits(48))
-_REQUEST_ID_PREFIX = str(uuid.uuid4())[:24]
-
-
-def _request_id() -> str:
-    """An ``x-amzn-RequestId`` shaped like AWS's (a UUID), unique in this process: a random
-    prefix per process and a counter, as every POST of every fan-out answers with one."""
-    return f"{_REQUEST_ID_PREFIX}{next(_REQUEST_IDS) & 0xFFFFFFFFFFFF:012x}"
-
-
-def _aws_error(status: int, error_type: str, message: str) -> web.Response:
-    """An error the way the management API sends it, so botocore raises the named exception."""
-    return web.json_response(
-        {"message": message},
-        status=status,
-        headers={"x-amzn-ErrorType": error_type, "x-amzn-RequestId": _request_id()},
-    )
-
-
 def _refusal(status: int) -> web.Response:
     """A refused handshake: API Gateway's status with its ``{"message": ...}`` body."""
     try:
@@ -302,7 +287,9 @@ class Sandbox:
         self._backend_entry: Integrations | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
+        self._runner: web.ServerRunner | None = None
+        self._door: management.FrontDoor | None = None
+        self._listener: asyncio.AbstractServer | None = None
         self._connections: dict[str, Connection] = {}
         self._pending_ids: set[str] = set()
         self._tasks: set[asyncio.Task] = set()
@@ -612,8 +599,10 @@ class Sandbox:
         try:
             runner = loop.run_until_complete(self._runner_for_loop())
             loop.run_until_complete(runner.setup())
-            site = web.SockSite(runner, sock)
-            loop.run_until_complete(site.start())
+            self._door = management.FrontDoor(self._manage, runner.server, MAX_MESSAGE_BYTES)
+            self._listener = loop.run_until_complete(
+                loop.create_server(self._door, sock=sock, backlog=128)
+            )
             self._runner = runner
             if self._workers is not None:
                 # They warm up in the background: until then invocations run in threads.
@@ -634,21 +623,23 @@ class Sandbox:
 
     async def _runner_for_loop(self) -> web.ServerRunner:
         # aiohttp's low-level server takes its loop from the running one.
-        server = web.Server(self._dispatch, access_log=None)
+        # No lingering: a body refused unread (413) is not waited for; the connection closes.
+        server = web.Server(self._dispatch, access_log=None, lingering_time=0)
         return web.ServerRunner(server, handle_signals=False, shutdown_timeout=2.0)
 
     async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
-        """Routes every request: ``/{stage}`` (the WebSocket), ``/{stage}/@connections/{id}``,
-        ``/_admin`` and ``/_metrics``.
+        """Routes every request the front door hands to aiohttp (``desktop.sandbox.management``):
+        ``/{stage}`` (the WebSocket), ``/{stage}/@connections/{id}`` in a shape the door does not
+        serve itself, ``/_admin`` and ``/_metrics``.
 
-        aiohttp's low-level server with this one handler, not an application and its router:
-        each delivery is one ``@connections`` POST through here, and the router, the
-        application's request wrapping and its match info cost a sixth of a POST's CPU.
+        aiohttp's low-level server with this one handler, not an application and its router.
         """
-        parts = request.raw_path.partition("?")[0].split("/")
+        path = request.raw_path.partition("?")[0]
         method = request.method
-        if len(parts) == 4 and parts[0] == "" and parts[2] == "@connections" and parts[3]:
-            return await self._management(request, unquote(parts[1]), unquote(parts[3]))
+        where = management.target(path)
+        if where is not None:
+            return await self._management(request, *where)
+        parts = path.split("/")
         if len(parts) == 2 and parts[0] == "" and parts[1]:
             name = unquote(parts[1])
             if name == "_admin":
@@ -678,6 +669,10 @@ class Sandbox:
             done, _ = await asyncio.wait(set(self._tasks), timeout=STOP_TIMEOUT)
             if not done:
                 break
+        if self._listener is not None:
+            self._listener.close()
+        if self._door is not None:
+            self._door.close()
         if self._runner is not None:
             await self._runner.cleanup()
         if self._workers is not None:
@@ -964,25 +959,36 @@ class Sandbox:
 
     async def _management(
         self, request: web.BaseRequest, stage: str, connection_id: str
-    ) -> web.StreamResponse:
-        if stage != self.config.stage:
-            return _aws_error(403, "ForbiddenException", "Forbidden")
-        connection = self._connections.get(connection_id)
-        method = request.method
-        if method == "POST":
+    ) -> web.Response:
+        """A management API request the front door handed to aiohttp: read, then answered by
+        the same rules (``_manage``)."""
+        body = b""
+        if request.method == "POST":
             # A declared length over the limit is refused unread; a chunked body once read.
-            if (request.content_length or 0) <= MAX_MESSAGE_BYTES:
-                data = await request.read()
-                if len(data) <= MAX_MESSAGE_BYTES:
-                    return await self._post(connection, data)
-            return _aws_error(
-                413, "PayloadTooLargeException", "Message payload size exceeds 128 KB"
-            )
+            if (request.content_length or 0) > MAX_MESSAGE_BYTES:
+                return management.response(TOO_LARGE)
+            body = await request.read()
+            if len(body) > MAX_MESSAGE_BYTES:
+                return management.response(TOO_LARGE)
+        return management.response(self._manage(request.method, stage, connection_id, body))
+
+    def _manage(
+        self, method: str, stage: str, connection_id: str, body: bytes
+    ) -> management.Answer:
+        """The ``@connections`` API's rules, for both the front door and aiohttp."""
+        if stage != self.config.stage:
+            return FORBIDDEN
+        connection = self._connections.get(connection_id)
+        if method == "POST":
+            return self._post(connection, body)
+        if method not in ("GET", "DELETE"):
+            return NOT_ALLOWED
+        if connection is None or connection.closing:
+            return GONE
         if method == "GET":
-            if connection is None or connection.closing:
-                return _aws_error(410, "GoneException", "Gone")
             handshake = connection.handshake
-            return web.json_response(
+            return management.Answer(
+                200,
                 {
                     "connectedAt": _iso8601(handshake.connected_at),
                     "identity": {
@@ -991,33 +997,30 @@ class Sandbox:
                     },
                     "lastActiveAt": _iso8601(connection.last_active_ms),
                 },
-                headers={"x-amzn-RequestId": _request_id()},
             )
-        if method == "DELETE":
-            if connection is None or connection.closing:
-                return _aws_error(410, "GoneException", "Gone")
-            connection.disconnect = (CLOSE_NORMAL, "Connection deleted through @connections")
-            self._track(self._close(connection, CLOSE_NORMAL, ""))
-            return web.Response(status=204, headers={"x-amzn-RequestId": _request_id()})
-        return _aws_error(405, "MethodNotAllowedException", "Method not allowed")
+        connection.disconnect = (CLOSE_NORMAL, "Connection deleted through @connections")
+        self._track(self._close(connection, CLOSE_NORMAL, ""))
+        return management.NO_CONTENT
 
-    async def _post(self, connection: Connection | None, data: bytes) -> web.Response:
+    def _post(self, connection: Connection | None, data: bytes) -> management.Answer:
+        """Delivers a frame: written to the member's socket at once, as one WebSocket frame (the
+        front door answers without a coroutine, and aiohttp's writer would need one)."""
         if connection is None or connection.closing:
-            return _aws_error(410, "GoneException", "Gone")
+            return GONE
         transport = connection.transport
-        if transport is not None and transport.get_write_buffer_size() > CLIENT_BUFFER_LIMIT:
-            return _aws_error(429, "LimitExceededException", "Client buffer is full")
+        if transport is None or transport.is_closing():
+            return GONE
+        if transport.get_write_buffer_size() > CLIENT_BUFFER_LIMIT:
+            return BUFFER_FULL
         try:
-            try:
-                text = data.decode("utf-8")
-            except UnicodeDecodeError:
-                await connection.ws.send_bytes(data)
-            else:
-                await connection.ws.send_str(text)
-        except (ConnectionError, RuntimeError):
-            return _aws_error(410, "GoneException", "Gone")
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            frame = management.websocket_frame(data, binary=True)
+        else:
+            frame = management.websocket_frame(data, binary=False)
+        transport.write(frame)
         self.metrics.gateway(metrics.MESSAGE_COUNT)
-        return web.Response(status=200, headers={"x-amzn-RequestId": _request_id()})
+        return management.OK
 
     # ----- console endpoints ------------------------------------------------------------------------
 

@@ -201,3 +201,22 @@ def test_stop_ends_the_worker_processes(redis_server):
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_stop_closes_management_connections_kept_alive_at_the_front_door(redis_server):
+    """boto3 and the handlers keep their management connections open between posts; stopping
+    must close them rather than wait for them."""
+    sandbox = Sandbox(SandboxConfig(port=0, redis_url=redis_server, token_secret=SECRET))
+    sandbox.start()
+    try:
+        idle = socket.create_connection(("127.0.0.1", sandbox.port), timeout=10)
+        idle.sendall(
+            b"POST /local/@connections/bm90QUNvbm5lY3Q= HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Length: 2\r\n\r\n{}"
+        )
+        assert idle.recv(65536).startswith(b"HTTP/1.1 410 Gone\r\n")
+    finally:
+        sandbox.stop()
+    with idle:
+        assert idle.recv(65536) == b""  # closed by the gateway, not left dangling
+    assert not sandbox.running
