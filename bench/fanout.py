@@ -16,6 +16,7 @@ at most 80 ms, four round trips) and CPU time per post.
     python bench/fanout.py                       # everything (about a minute)
     python bench/fanout.py --sizes 2,30 --messages 100
     python bench/fanout.py --part handler
+    python bench/fanout.py --part cpu            # CPU per message of each process (Linux)
 """
 
 from __future__ import annotations
@@ -300,6 +301,87 @@ def print_row(row: dict) -> None:
     )
 
 
+# ----- where a message's CPU goes (Linux: /proc) --------------------------------------------------
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _sandbox_processes(pid: int) -> dict[str, int]:
+    """The sandbox's gateway and its children by role, from /proc."""
+    found = {"gateway": pid}
+    workers = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+        except (OSError, ValueError):
+            continue
+        if parent != pid:
+            continue
+        if b"redis-server" in command:
+            found["redis"] = int(entry.name)
+        elif b"spawn_main" in command:
+            workers += 1
+            found[f"worker {workers}"] = int(entry.name)
+    return found
+
+
+async def cpu_per_message(size: int, messages: int, sandbox_args: list[str]) -> dict:
+    """CPU time per message of each process, over sequential sends in a classroom of ``size``."""
+    from backend import tokens
+
+    port = free_port()
+    env = dict(
+        os.environ, CLASSROOM_TOKEN_SECRET=SECRET, PYTHONPATH=str(ROOT), RATE_LIMIT_PER_SECOND="0"
+    )
+    sandbox = start_process(
+        [sys.executable, "-m", "desktop.cli", "sandbox", "--port", str(port), *sandbox_args], env
+    )
+
+    def url_for(number: int) -> str:
+        token = tokens.mint(SECRET, sub=f"member-{number}", role="student", rooms=["bench-cpu"])
+        return f"ws://127.0.0.1:{port}/local?room=bench-cpu&token={token}"
+
+    try:
+        wait_for_port(port, timeout=30.0)
+        time.sleep(2.0)  # the worker processes warm up
+        classroom = await open_classroom(url_for, size)
+        try:
+            await measure(classroom, WARM_UP * 4, 1, "cpu-warm")
+            processes = _sandbox_processes(sandbox.pid)
+            processes["clients"] = os.getpid()
+            before = {name: _cpu_seconds(pid) for name, pid in processes.items()}
+            started = time.perf_counter()
+            await measure(classroom, messages, 1, "cpu")
+            wall = time.perf_counter() - started
+            after = {name: _cpu_seconds(pid) for name, pid in processes.items()}
+        finally:
+            await classroom.close()
+    finally:
+        stop_process(sandbox)
+    row = {
+        "size": size,
+        "wall_ms_per_message": wall * 1000 / messages,
+        "cpu_ms_per_message": {
+            name: (after[name] - before[name]) * 1000 / messages for name in processes
+        },
+    }
+    busy = "  ".join(
+        f"{name} {ms:.2f}" for name, ms in row["cpu_ms_per_message"].items() if ms >= 0.01
+    )
+    print(
+        f"CPU per message, class of {size} (ms, over {messages} sequential sends): {busy}; "
+        f"wall {row['wall_ms_per_message']:.2f}",
+        flush=True,
+    )
+    return row
+
+
 # ----- part 2: the handler's own fan-out ------------------------------------------------------------
 
 
@@ -359,7 +441,7 @@ def main() -> int:
         default=config.load({}).fanout_concurrency,
         help="posts in flight per fan-out (default: the backend's FANOUT_CONCURRENCY default)",
     )
-    parser.add_argument("--part", choices=("all", "e2e", "handler"), default="all")
+    parser.add_argument("--part", choices=("all", "e2e", "handler", "cpu"), default="all")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     parser.add_argument(
         "--worker-processes",
@@ -381,11 +463,16 @@ def main() -> int:
         print("note: redis-server is not on PATH; the sandbox falls back to fakeredis", flush=True)
     print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}", flush=True)
     figures: dict = {}
+    sandbox_args = []
+    if args.worker_processes is not None:
+        sandbox_args = ["--worker-processes", str(args.worker_processes)]
+    if args.part == "cpu":
+        if not Path("/proc/self/stat").exists():
+            print("--part cpu reads /proc: it runs on Linux only.")
+            return 2
+        figures["cpu"] = asyncio.run(cpu_per_message(30, 1000, sandbox_args))
     if args.part in ("all", "e2e"):
         sizes = [int(s) for s in args.sizes.split(",")]
-        sandbox_args = []
-        if args.worker_processes is not None:
-            sandbox_args = ["--worker-processes", str(args.worker_processes)]
         figures["end_to_end"] = asyncio.run(
             end_to_end(sizes, args.messages, args.burst, sandbox_args)
         )

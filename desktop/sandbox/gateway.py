@@ -16,7 +16,9 @@ works there:
   frame, GET describes the connection, DELETE closes it, and an unknown or closed connection
   answers 410 ``GoneException``. A connection is only known once its upgrade is complete: a post
   to it from its own ``$connect`` is 410, as in AWS. SigV4 signatures are accepted without
-  being checked: the sandbox has no IAM to check them against.
+  being checked: the sandbox has no IAM to check them against. Requests to it in the plain
+  shape every client sends are answered by a front door ahead of aiohttp
+  (``desktop.sandbox.management``): there is one per delivery.
 - Handlers run in worker processes (``desktop.sandbox.processes``), overflowing to a bounded
   thread pool, as Lambda runs concurrent invocations; one that raises earns its client API
   Gateway's ``Internal server error`` frame and nothing else stops.
