@@ -26,6 +26,7 @@ import email.utils
 import itertools
 import json
 import random
+import re
 import struct
 import time
 import uuid
@@ -38,6 +39,9 @@ from aiohttp import web
 
 # A head longer than this without its blank line goes to aiohttp, which refuses it.
 HEAD_LIMIT = 64 * 1024
+# aiohttp's own limits on a request line or header line, and on the number of headers.
+LINE_LIMIT = 8190
+HEADER_LIMIT = 100
 METHODS = frozenset((b"POST", b"GET", b"DELETE"))
 # Headers after which the request is no longer the plain shape the door serves.
 UNUSUAL_HEADERS = frozenset((b"transfer-encoding", b"expect", b"upgrade", b"connection"))
@@ -146,44 +150,47 @@ class _Request:
     body_end: int
 
 
+# The whole head of a request the door serves, strictly (RFC 9112): a request line, then header
+# lines of a token, a colon and a value of visible characters, spaces and tabs. Anything looser
+# (a bare CR or LF, a NUL, a space in a name, an over-long line) is aiohttp's to judge, so the
+# door never splits a byte stream into requests differently from it.
+_HEAD = re.compile(
+    rb"(POST|GET|DELETE) (/[\x21-\x7e]{1,%d}) HTTP/1\.1"
+    rb"((?:\r\n[-!#$%%&'*+.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*){0,%d})"
+    % (LINE_LIMIT, HEADER_LIMIT)
+)
+
+
 def _plain_request(buffer: bytes, start: int, head_end: int, max_body: int) -> _Request | None:
     """The request whose head is ``buffer[start:head_end]`` if it is one the door serves."""
-    raw = buffer[start:head_end]
-    line_ends = raw.count(b"\r\n")
-    if raw.count(b"\n") != line_ends or raw.count(b"\r") != line_ends:
-        return None  # a bare CR or LF: aiohttp judges it
-    head = raw.split(b"\r\n")
-    parts = head[0].split(b" ")
-    if len(parts) != 3 or parts[2] != b"HTTP/1.1" or parts[0] not in METHODS:
+    head = _HEAD.fullmatch(buffer, start, head_end)
+    if head is None:
         return None
-    raw_path = parts[1]
-    if b"?" in raw_path or b"#" in raw_path:
-        return None
-    try:
-        where = target(raw_path.decode("ascii"))
-    except UnicodeDecodeError:
-        return None
+    path = head[2].decode("ascii")  # visible ASCII, as the pattern says
+    where = None if "?" in path or "#" in path else target(path)
     if where is None:
         return None
     length = 0
-    seen_length = False
-    for line in head[1:]:
-        name, colon, value = line.partition(b":")
-        if not colon or not name or name[-1:] in b" \t" or line[:1] in b" \t":
-            return None  # malformed or folded: aiohttp says 400
+    seen_length = hosts = 0
+    for line in head[3].split(b"\r\n")[1:]:
+        if len(line) > LINE_LIMIT:
+            return None
+        name, _, value = line.partition(b":")
         name = name.lower()
         if name == b"content-length":
-            value = value.strip()
+            value = value.strip(b" \t")
             if seen_length or not value.isdigit():
                 return None
             seen_length = True
             length = int(value)
+        elif name == b"host":
+            hosts += 1
         elif name in UNUSUAL_HEADERS:
             return None
-    if length > max_body:
-        return None  # aiohttp refuses it with 413, unread
+    if hosts != 1 or length > max_body:
+        return None  # aiohttp refuses them: 400 without a Host, 413 over the limit, unread
     body_start = head_end + 4
-    return _Request(parts[0].decode(), where[0], where[1], body_start, body_start + length)
+    return _Request(head[1].decode(), where[0], where[1], body_start, body_start + length)
 
 
 class FrontDoor:
@@ -202,9 +209,10 @@ class FrontDoor:
         return _Door(self)
 
     def close(self) -> None:
-        """Closes the connections still at the door (aiohttp closes the ones it was given)."""
+        """Cuts the connections still at the door (aiohttp closes the ones it was given): a
+        client not reading its answers must not keep one open past the gateway's loop."""
         for door in list(self.open):
-            door.transport.close()
+            door.transport.abort()
 
 
 class _Door(asyncio.Protocol):
@@ -212,6 +220,9 @@ class _Door(asyncio.Protocol):
         self.front = front
         self.transport: asyncio.Transport | None = None
         self.pending = b""
+        # The client sends faster than it reads its answers: nothing more is read or answered
+        # (and the connection is not handed over) until they drain.
+        self.paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
@@ -221,16 +232,24 @@ class _Door(asyncio.Protocol):
         self.front.open.discard(self)
 
     def pause_writing(self) -> None:
-        # A client that sends requests without reading the answers waits for itself.
+        self.paused = True
         self.transport.pause_reading()
 
     def resume_writing(self) -> None:
+        self.paused = False
         self.transport.resume_reading()
+        if self.pending:
+            self._answer()
 
     def data_received(self, data: bytes) -> None:
-        buffer = self.pending + data if self.pending else data
-        front, start = self.front, 0
-        while True:
+        self.pending = self.pending + data if self.pending else data
+        if not self.paused:
+            self._answer()
+
+    def _answer(self) -> None:
+        """Answers every whole request in ``pending``, keeping the rest for later."""
+        buffer, front, start = self.pending, self.front, 0
+        while not self.paused:
             head_end = buffer.find(b"\r\n\r\n", start)
             if head_end < 0:
                 # A head ended by bare line feeds never gets its CRLF CRLF: aiohttp judges it.
