@@ -395,9 +395,14 @@ def plain(*lines: str) -> bytes:
 def test_the_door_serves_the_plain_shape_boto3_and_the_lean_poster_send():
     for head in (plain(), plain("X-Amz-Date: 20261130T000000Z", "Authorization: AWS4 a=b, c=d")):
         buffer = head + b"\r\n\r\nx"
-        request = management._plain_request(buffer, 0, buffer.index(b"\r\n\r\n"), 1024)
-        assert (request.method, request.stage, request.connection_id) == ("POST", "s", "a")
-        assert buffer[request.body_start : request.body_end] == b"x"
+        method, stage, connection_id, body_start, body_end = management._plain_request(
+            buffer, 0, buffer.index(b"\r\n\r\n"), 1024
+        )
+        assert (method, stage, connection_id) == ("POST", "s", "a")
+        assert buffer[body_start:body_end] == b"x"
+    quoted = b"DELETE /st%61ge/@connections/AbC%3D HTTP/1.1\r\nhOsT: x\r\n\r\n"
+    served = management._plain_request(quoted, 0, quoted.index(b"\r\n\r\n"), 1024)
+    assert served[:3] == ("DELETE", "stage", "AbC=") and served[3] == served[4]
 
 
 @pytest.mark.parametrize(
