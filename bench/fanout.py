@@ -432,7 +432,7 @@ def handler_fanout(members: int, rounds: int, concurrency: int) -> list[dict]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="2,30,200", help="room sizes (default 2,30,200)")
-    parser.add_argument("--messages", type=int, default=300, help="sequential sends per room")
+    parser.add_argument("--messages", type=int, default=1000, help="sequential sends per room")
     parser.add_argument("--burst", type=int, default=20, help="burst sends per sender (<= 50)")
     parser.add_argument("--rounds", type=int, default=20, help="handler fan-outs per poster")
     parser.add_argument(
