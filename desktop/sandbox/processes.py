@@ -226,7 +226,8 @@ class WorkerPool:
                 worker.transport.close()
 
     def join(self, timeout: float) -> None:
-        """Waits for the workers to end, then terminates any that have not (a stuck handler)."""
+        """Waits for the workers to end, then kills any that have not (a stuck handler; a worker
+        ignores SIGTERM, see ``workers.initialize``)."""
         processes, self._processes = self._processes, []
         deadline = time.monotonic() + timeout
         for process in processes:
@@ -234,6 +235,6 @@ class WorkerPool:
                 continue
             process.join(max(0.0, deadline - time.monotonic()))
             if process.is_alive():
-                log.warning("a handler worker process did not exit; terminating it")
-                process.terminate()
+                log.warning("a handler worker process did not exit; stopping it")
+                process.kill()
                 process.join(timeout)

@@ -43,9 +43,13 @@ def initialize(environment: dict[str, str], access_key: str, secret_key: str) ->
     import importlib
     import signal
 
-    # Ctrl+C in a terminal reaches the whole process group; the sandbox that owns this worker
-    # decides when it ends, so a worker ignores it rather than dying mid-invocation.
+    # Ctrl+C in a terminal, and a service manager's SIGTERM, reach the whole process group. The
+    # sandbox that owns this worker decides when it ends (it hangs up, and kills one stuck in a
+    # handler), so a worker ignores both rather than dying mid-invocation, which the sandbox
+    # would take for a crash and replace just as it stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "SIGTERM") and os.name != "nt":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
     from botocore.credentials import Credentials
 

@@ -154,3 +154,39 @@ def test_sandbox_command_serves_and_stops_on_sigterm(environment, redis_server):
     assert "connect " in log and "user=alice role=student room=demo status=200" in log
     assert "disconnect" in log and "status=1001" in log
     assert token not in log and token not in printed
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="Windows has no process-group signals")
+def test_a_sigterm_to_the_whole_process_group_stops_the_sandbox_quietly(environment, redis_server):
+    """A service manager or ``kill -TERM -PGID`` signals the workers too: the sandbox stops as
+    on its own SIGTERM, with no worker taken for crashed and replaced on the way out."""
+    process = subprocess.Popen(
+        console("sandbox", "--port", "0", "--redis-url", redis_server),
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    log: list[str] = []
+    ready = threading.Event()
+
+    def pump() -> None:
+        for line in process.stderr:
+            log.append(line)
+            if "worker process(es) ready" in line:
+                ready.set()
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        assert ready.wait(60), "".join(log)
+        os.killpg(process.pid, signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    reader.join(10)
+    printed = "".join(log)
+    assert "died" not in printed and "Traceback" not in printed, printed
