@@ -102,14 +102,20 @@ def test_token_refuses_bad_input_with_one_sentence(environment, args):
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
-def test_sandbox_command_serves_and_stops_on_sigterm(environment, redis_server):
-    process = subprocess.Popen(
+def sandbox_command(environment, redis_server: str, **options) -> subprocess.Popen:
+    """``classroom-console sandbox`` on a free port and the session's Redis, its output piped."""
+    return subprocess.Popen(
         console("sandbox", "--port", "0", "--redis-url", redis_server),
         env=environment,
-        stdout=subprocess.PIPE,
+        stdout=options.pop("stdout", subprocess.PIPE),
         stderr=subprocess.PIPE,
         text=True,
+        **options,
     )
+
+
+def test_sandbox_command_serves_and_stops_on_sigterm(environment, redis_server):
+    process = sandbox_command(environment, redis_server)
     try:
         lines = read_until(process, "Ctrl-C")
         printed = "".join(lines)
@@ -160,13 +166,8 @@ def test_sandbox_command_serves_and_stops_on_sigterm(environment, redis_server):
 def test_a_sigterm_to_the_whole_process_group_stops_the_sandbox_quietly(environment, redis_server):
     """A service manager or ``kill -TERM -PGID`` signals the workers too: the sandbox stops as
     on its own SIGTERM, with no worker taken for crashed and replaced on the way out."""
-    process = subprocess.Popen(
-        console("sandbox", "--port", "0", "--redis-url", redis_server),
-        env=environment,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
+    process = sandbox_command(
+        environment, redis_server, stdout=subprocess.DEVNULL, start_new_session=True
     )
     log: list[str] = []
     ready = threading.Event()
