@@ -7,8 +7,9 @@ multidicts), two thirds of what a delivery cost, while the member's frame itself
 
 So the listening socket's connections meet a **front door** first (``FrontDoor``). A request it
 recognises at once (``POST``, ``GET`` or ``DELETE`` to ``/{stage}/@connections/{id}``, HTTP/1.1,
-a ``Content-Length`` body within the limit, no ``Transfer-Encoding``, ``Expect``, ``Upgrade`` or
-``Connection`` header) is answered here, from the gateway's own rules, and the connection stays
+one ``Host``, a ``Content-Length`` body within the limit, no ``Transfer-Encoding``, ``Expect``,
+``Upgrade`` or ``Connection`` header, and a head that follows HTTP's grammar strictly) is
+answered here, from the gateway's own rules, and the connection stays
 with the door for the next one: that is what boto3 and the backend's ``LeanPoster`` send,
 request after request on kept-alive connections. At the first request it does not recognise, the
 door hands the connection, with every byte not yet answered, to aiohttp's server, which then
@@ -226,7 +227,11 @@ class _Door(asyncio.Protocol):
     def __init__(self, front: FrontDoor) -> None:
         self.front = front
         self.transport: asyncio.Transport | None = None
-        self.pending = b""
+        # Bytes received and not yet answered. A request's head is parsed again only when it
+        # could have ended (a line feed arrived), and its body is waited for by length, so a
+        # request that arrives in many pieces costs what it costs in one.
+        self.pending = bytearray()
+        self.body_end = 0  # the length ``pending`` must reach for the first request's body
         # The client sends faster than it reads its answers: nothing more is read or answered
         # (and the connection is not handed over) until they drain.
         self.paused = False
@@ -246,16 +251,26 @@ class _Door(asyncio.Protocol):
         self.paused = False
         self.transport.resume_reading()
         if self.pending:
-            self._answer()
+            self._answer(bytes(self.pending))
 
     def data_received(self, data: bytes) -> None:
-        self.pending = self.pending + data if self.pending else data
-        if not self.paused:
-            self._answer()
+        pending = self.pending
+        if not pending and not self.paused:
+            return self._answer(data)  # the usual case: whole requests in one read
+        pending += data
+        if self.paused:
+            return
+        if self.body_end:
+            if len(pending) < self.body_end:
+                return
+        elif b"\n" not in data and len(pending) <= HEAD_LIMIT:
+            return  # no head can have ended
+        self._answer(bytes(pending))
 
-    def _answer(self) -> None:
-        """Answers every whole request in ``pending``, keeping the rest for later."""
-        buffer, front, start = self.pending, self.front, 0
+    def _answer(self, buffer: bytes) -> None:
+        """Answers every whole request in ``buffer`` (all that is pending), keeping the rest."""
+        front, start = self.front, 0
+        self.body_end = 0
         while not self.paused:
             head_end = buffer.find(b"\r\n\r\n", start)
             if head_end < 0:
@@ -268,16 +283,17 @@ class _Door(asyncio.Protocol):
                 return self._hand_over(buffer[start:])
             method, stage, connection_id, body_start, body_end = request
             if body_end > len(buffer):
+                self.body_end = body_end - start
                 break
             answer = front.serve(method, stage, connection_id, buffer[body_start:body_end])
             self.transport.write(encode(answer))
             start = body_end
-        self.pending = buffer[start:]
+        self.pending = bytearray(buffer[start:])
 
     def _hand_over(self, unanswered: bytes) -> None:
         """aiohttp's server takes the connection, from the first byte not yet answered."""
         self.front.open.discard(self)
-        transport, self.transport, self.pending = self.transport, None, b""
+        transport, self.transport, self.pending = self.transport, None, bytearray()
         protocol = self.front.fallback()
         transport.set_protocol(protocol)
         protocol.connection_made(transport)

@@ -115,6 +115,19 @@ def test_a_request_dribbled_byte_by_byte_is_answered_once_whole(raw, member):
     assert joined.receive() == {"slow": True}
 
 
+def test_a_large_body_in_many_small_pieces_arrives_whole(raw, member):
+    joined, path = member
+    client = raw()
+    client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    text = "y" * (100 * 1024)
+    request = post(path, text.encode())
+    for offset in range(0, len(request), 1000):
+        client.send(request[offset : offset + 1000])
+    assert client.answer()[0] == 200
+    joined.ws.settimeout(RECEIVE_TIMEOUT)
+    assert joined.ws.recv_data()[1].decode() == text
+
+
 def test_frames_of_every_length_encoding_arrive_intact(raw, member):
     joined, path = member
     client = raw()
