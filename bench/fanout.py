@@ -44,6 +44,8 @@ SECRET = "bench-secret-" + "0" * 52
 SIMULATED_POST_MS = 20.0
 GOAL_RATIO_30 = 5.0
 WARM_UP = 50  # messages per room and server before the timed ones
+ROUNDS = 10  # the servers take turns, a tenth of the timed messages each time
+TURN_WARM_UP = 5  # untimed messages at the start of each turn
 GOAL_HANDLER_MS = 80.0
 
 
@@ -167,8 +169,8 @@ async def open_classroom(url_for, size: int) -> Classroom:
     return classroom
 
 
-async def measure(classroom: Classroom, messages: int, burst: int, tag: str) -> dict:
-    """Sequential sends for latency, then a burst from up to ten senders for throughput."""
+async def sequential(classroom: Classroom, messages: int, tag: str) -> list[float]:
+    """Milliseconds from ``send`` to the last member's receipt, one message at a time."""
     latencies = []
     for n in range(messages):
         sender = classroom.sockets[n % classroom.size]
@@ -178,7 +180,11 @@ async def measure(classroom: Classroom, messages: int, burst: int, tag: str) -> 
         await sender.send(json.dumps({"action": "send", "type": "bench.ping", "id": message_id}))
         await asyncio.wait_for(done.wait(), 60)
         latencies.append((classroom.last_receipt[message_id] - started) * 1000)
+    return latencies
 
+
+async def burst_rate(classroom: Classroom, burst: int, tag: str) -> float:
+    """Deliveries per second while up to ten members send ``burst`` messages each at once."""
     senders = classroom.sockets[: min(10, classroom.size)]
     ids = [f"{tag}-burst-{s}-{k}" for s in range(len(senders)) for k in range(burst)]
     events = [classroom.expect(i) for i in ids]
@@ -189,12 +195,7 @@ async def measure(classroom: Classroom, messages: int, burst: int, tag: str) -> 
                 json.dumps({"action": "send", "type": "bench.burst", "id": f"{tag}-burst-{s}-{k}"})
             )
     await asyncio.wait_for(asyncio.gather(*(e.wait() for e in events)), 120)
-    elapsed = time.perf_counter() - started
-    return {
-        "p50_ms": percentile(latencies, 0.50),
-        "p99_ms": percentile(latencies, 0.99),
-        "deliveries_per_s": len(ids) * (classroom.size - 1) / elapsed,
-    }
+    return len(ids) * (classroom.size - 1) / (time.perf_counter() - started)
 
 
 def start_process(args: list[str], env: dict | None = None) -> subprocess.Popen:
@@ -256,26 +257,44 @@ async def end_to_end(
         ):
             classroom = await open_classroom(url_for, 30)
             try:
-                await measure(classroom, WARM_UP * 2, 1, "warm-up")
+                await sequential(classroom, WARM_UP * 2, "warm-up")
             finally:
                 await classroom.close()
         for size in sizes:
             room = f"bench-{size}-{int(time.time())}"
-            row = {"size": size}
-            for name, url_for in (
-                ("floor", lambda n, room=room: floor_url(n, room)),
-                ("sandbox", lambda n, room=room: sandbox_url(n, room)),
-            ):
-                started = time.perf_counter()
-                classroom = await open_classroom(url_for, size)
-                connect_s = time.perf_counter() - started
-                try:
+            servers = {
+                "floor": lambda n, room=room: floor_url(n, room),
+                "sandbox": lambda n, room=room: sandbox_url(n, room),
+            }
+            classrooms, connect_s = {}, {}
+            try:
+                for name, url_for in servers.items():
+                    started = time.perf_counter()
+                    classrooms[name] = await open_classroom(url_for, size)
+                    connect_s[name] = time.perf_counter() - started
                     # Both servers are warmed alike, so neither is timed cold: a floor measured
                     # after five messages still ran 1.5-2x slower than after fifty.
-                    await measure(classroom, min(WARM_UP, messages), 1, f"{name}-warm")
-                    row[name] = await measure(classroom, messages, burst, name)
-                    row[name]["connect_s"] = connect_s
-                finally:
+                    await sequential(classrooms[name], min(WARM_UP, messages), f"{name}-warm")
+                # Turn about, a tenth of the messages at a time: a shared machine's slow spells
+                # then fall on both servers rather than on whichever was measured during one.
+                # Each turn's first messages ran a third slower for both (the other server had
+                # the CPUs' caches), so a few are sent untimed first.
+                latencies: dict[str, list[float]] = {name: [] for name in servers}
+                for turn in range(ROUNDS):
+                    share = messages // ROUNDS + (1 if turn < messages % ROUNDS else 0)
+                    for name, classroom in classrooms.items():
+                        await sequential(classroom, TURN_WARM_UP, f"{name}-{turn}-warm")
+                        latencies[name] += await sequential(classroom, share, f"{name}-{turn}")
+                row = {"size": size}
+                for name, classroom in classrooms.items():
+                    row[name] = {
+                        "p50_ms": percentile(latencies[name], 0.50),
+                        "p99_ms": percentile(latencies[name], 0.99),
+                        "deliveries_per_s": await burst_rate(classroom, burst, name),
+                        "connect_s": connect_s[name],
+                    }
+            finally:
+                for classroom in classrooms.values():
                     await classroom.close()
             rows.append(row)
             print_row(row)
@@ -352,12 +371,12 @@ async def cpu_per_message(size: int, messages: int, sandbox_args: list[str]) -> 
         time.sleep(2.0)  # the worker processes warm up
         classroom = await open_classroom(url_for, size)
         try:
-            await measure(classroom, WARM_UP * 4, 1, "cpu-warm")
+            await sequential(classroom, WARM_UP * 4, "cpu-warm")
             processes = _sandbox_processes(sandbox.pid)
             processes["clients"] = os.getpid()
             before = {name: _cpu_seconds(pid) for name, pid in processes.items()}
             started = time.perf_counter()
-            await measure(classroom, messages, 1, "cpu")
+            await sequential(classroom, messages, "cpu")
             wall = time.perf_counter() - started
             after = {name: _cpu_seconds(pid) for name, pid in processes.items()}
         finally:
