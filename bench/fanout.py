@@ -5,8 +5,9 @@ Part 1, end to end. Classrooms of 2, 30 and 200 members connect to the sandbox (
 real handlers behind the local gateway, on redis-server), and one member at a time sends; we
 time from ``send`` to the last member's receipt (p50/p99) and, in a burst, deliveries per
 second. The floor is a plain ``websockets`` broadcast server speaking the same frames with no
-Lambda, Redis or management API in the way, measured in the same run with the same clients.
-Both servers run in their own process; the clients share one asyncio loop in this one.
+Lambda, Redis or management API in the way, measured in the same run with the same clients,
+the two servers taking turns. Both servers run in their own process; the clients share one
+asyncio loop in this one.
 
 Part 2, the handler's fan-out. ``backend.fanout.deliver`` posts one frame to 200 connections
 through a management API that answers each POST after 20 ms (a small aiohttp server in its own
