@@ -39,7 +39,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-# A head longer than this without its blank line goes to aiohttp, which refuses it.
+# A head longer than this without its blank line goes to aiohttp, which judges it.
 HEAD_LIMIT = 64 * 1024
 # aiohttp's own limits on a request line or header line, and on the number of headers.
 LINE_LIMIT = 8190
@@ -228,7 +228,7 @@ class _Door(asyncio.Protocol):
         self.front = front
         self.transport: asyncio.Transport | None = None
         # Bytes received and not yet answered. A request's head is parsed again only when it
-        # could have ended (a line feed arrived), and its body is waited for by length, so a
+        # could have ended (a line feed or carriage return arrived), and its body is waited for by length, so a
         # request that arrives in many pieces costs what it costs in one.
         self.pending = bytearray()
         self.body_end = 0  # the length ``pending`` must reach for the first request's body
@@ -263,8 +263,8 @@ class _Door(asyncio.Protocol):
         if self.body_end:
             if len(pending) < self.body_end:
                 return
-        elif b"\n" not in data and len(pending) <= HEAD_LIMIT:
-            return  # no head can have ended
+        elif b"\n" not in data and b"\r" not in data and len(pending) <= HEAD_LIMIT:
+            return  # no head can have ended, nor gone wrong
         self._answer(bytes(pending))
 
     def _answer(self, buffer: bytes) -> None:
@@ -274,8 +274,14 @@ class _Door(asyncio.Protocol):
         while not self.paused:
             head_end = buffer.find(b"\r\n\r\n", start)
             if head_end < 0:
-                # A head ended by bare line feeds never gets its CRLF CRLF: aiohttp judges it.
-                if len(buffer) - start > HEAD_LIMIT or buffer.find(b"\n\n", start) >= 0:
+                # A bare LF or CR (not the last byte, which may be half of a CRLF) may mean the
+                # head never gets its CRLF CRLF: aiohttp judges it, and refuses it at once.
+                line_ends = buffer.count(b"\r\n", start)
+                if (
+                    len(buffer) - start > HEAD_LIMIT
+                    or buffer.count(b"\n", start) != line_ends
+                    or buffer.count(b"\r", start, len(buffer) - 1) != line_ends
+                ):
                     return self._hand_over(buffer[start:])
                 break
             request = _plain_request(buffer, start, head_end, front.max_body)

@@ -253,10 +253,19 @@ def test_over_the_limit_and_malformed_requests_are_refused_by_aiohttp(raw, membe
     assert malformed.answer()[0] == 400
 
 
-def test_a_head_with_bare_line_feeds_is_answered_not_left_waiting(raw, member):
+@pytest.mark.parametrize(
+    "head",
+    [
+        "POST {path} HTTP/1.1\nHost: x\nContent-Length: 2\n\n{{}}",
+        "GET {path} HTTP/1.1\r\nHost: x\n\r\n",
+        "GET /_admin HTTP/1.1\nHost: x\n\r\n",
+        "GET {path} HTTP/1.1\r\nHost: x\r\nX: y\r\n\r\r\n",
+    ],
+)
+def test_a_head_with_a_bare_line_feed_or_return_is_answered_not_left_waiting(raw, member, head):
     _, path = member
     client = raw()
-    client.send(f"POST {path} HTTP/1.1\nHost: x\nContent-Length: 2\n\n{{}}".encode())
+    client.send(head.format(path=path).encode())
     status, _, body = client.answer()
     assert status == 400, body  # aiohttp refuses it; the door did not sit waiting for CRLF
 
