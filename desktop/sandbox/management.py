@@ -64,10 +64,15 @@ class Answer:
     error_type: str | None = None  # x-amzn-ErrorType, which botocore turns into its exception
 
     @functools.cached_property
+    def body(self) -> bytes:
+        """The JSON body, as both paths send it."""
+        return b"" if self.document is None else json.dumps(self.document).encode()
+
+    @functools.cached_property
     def wire(self) -> tuple[bytes, bytes]:
         """The status line, and what follows the Date and request id headers: the same for
         every POST's answer, so worked out once."""
-        body = b"" if self.document is None else json.dumps(self.document).encode()
+        body = self.body
         status = self.status
         lines = []
         if self.error_type:
@@ -102,9 +107,11 @@ def response(answer: Answer) -> web.Response:
     headers = {"x-amzn-RequestId": request_id()}
     if answer.error_type:
         headers["x-amzn-ErrorType"] = answer.error_type
-    if answer.document is None:
+    if not answer.body:
         return web.Response(status=answer.status, headers=headers)
-    return web.json_response(answer.document, status=answer.status, headers=headers)
+    return web.Response(
+        status=answer.status, body=answer.body, content_type="application/json", headers=headers
+    )
 
 
 _date = (0, b"")
