@@ -1,7 +1,9 @@
 """Settings of the backend, read from the environment once per cold start.
 
-Every handler calls ``settings()``; the first call reads the environment (and Secrets Manager
-for the token secret when only its ARN is given) and later warm invocations reuse it.
+Every handler calls ``settings()``; in Lambda the first call reads the environment (and Secrets
+Manager for the token secret when only its ARN is given) and later warm invocations reuse it.
+Anything else that runs the handlers (the sandbox's workers) hands its settings in with
+``backend.runtime.configure`` instead, and the environment is never read.
 """
 
 from __future__ import annotations
@@ -81,11 +83,25 @@ def load(env: dict | None = None) -> Settings:
     )
 
 
-@functools.lru_cache(maxsize=1)
+_given: Settings | None = None
+
+
 def settings() -> Settings:
+    """The settings handed in with ``use``, else the environment's, read once."""
+    return _given if _given is not None else _from_environment()
+
+
+@functools.lru_cache(maxsize=1)
+def _from_environment() -> Settings:
     return load()
 
 
+def use(given: Settings | None) -> None:
+    """Settings handed in by whatever runs the handlers; None goes back to the environment."""
+    global _given
+    _given = given
+
+
 def reset() -> None:
-    """Forget the cached settings (the sandbox and tests change the environment)."""
-    settings.cache_clear()
+    """Forget the cached settings (tests change the environment between cold starts)."""
+    _from_environment.cache_clear()

@@ -1,8 +1,8 @@
 """Structured JSON logs and CloudWatch metrics in embedded metric format (Powertools).
 
 Metrics are printed as EMF lines on stdout by ``flush()``, never sent by API calls, so they cost
-nothing per message and work the same in Lambda, the sandbox and tests. The sandbox also listens
-to every recorded metric (``add_listener``) to serve them on its ``/_metrics`` endpoint.
+nothing per message and work the same in Lambda and tests. The sandbox's workers hand the points
+to a sink instead (``configure``), and the sandbox serves them on its ``/_metrics`` endpoint.
 """
 
 from __future__ import annotations
@@ -22,9 +22,11 @@ NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "ClassroomConsole")
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 
-MetricListener = Callable[[str, str, float], None]
-_listeners: list[MetricListener] = []
-# Powertools keeps one metric set per process; the sandbox runs handlers on many threads.
+MetricSink = Callable[[str, str, float], None]
+# Where metric points go instead of EMF lines on stdout: set by whatever runs the handlers
+# outside Lambda (the sandbox's workers hand them to the gateway's /_metrics).
+_sink: MetricSink | None = None
+# Powertools keeps one metric set per process; tests run handlers on many threads.
 _lock = threading.Lock()
 _local = threading.local()
 
@@ -32,35 +34,31 @@ COUNT = MetricUnit.Count.value
 MILLISECONDS = MetricUnit.Milliseconds.value
 
 
-def add_listener(listener: MetricListener) -> None:
-    _listeners.append(listener)
-
-
-def remove_listener(listener: MetricListener) -> None:
-    if listener in _listeners:
-        _listeners.remove(listener)
+def configure(sink: MetricSink | None, log_level: str | None = None) -> None:
+    """Send metric points to ``sink`` rather than stdout (None: back to EMF), and log at
+    ``log_level`` when given."""
+    global _sink
+    _sink = sink
+    if log_level:
+        logger.setLevel(log_level)
 
 
 def record(name: str, unit: str, value: float) -> None:
-    """Add one metric point to this invocation's EMF record and tell the listeners.
+    """Add one metric point to this invocation's EMF record, or hand it to the sink.
 
     Inside ``invocation()`` points are kept per thread and written to the shared Powertools
-    metric set only at the end, under the lock: the sandbox runs many handlers at once.
+    metric set only at the end, under the lock.
     """
+    sink = _sink
+    if sink is not None:
+        sink(name, unit, value)
+        return
     pending = getattr(_local, "pending", None)
     if pending is not None:
         pending.append((name, unit, value))
     else:
         with _lock:
             metrics.add_metric(name=name, unit=unit, value=value)
-    notify(name, unit, value)
-
-
-def notify(name: str, unit: str, value: float) -> None:
-    """Tell the listeners about a point without recording it (the sandbox relays the points
-    its worker processes recorded, so listeners hear them whichever process ran the handler)."""
-    for listener in list(_listeners):
-        listener(name, unit, value)
 
 
 def flush(dimensions: dict[str, str] | None = None, points=()) -> None:
@@ -86,4 +84,5 @@ def invocation(handler_name: str) -> Iterator[None]:
         elapsed_ms = (time.perf_counter() - started) * 1000.0
         record("HandlerDuration", MILLISECONDS, elapsed_ms)
         points, _local.pending = _local.pending, None
-        flush({"Handler": handler_name}, points)
+        if _sink is None:
+            flush({"Handler": handler_name}, points)

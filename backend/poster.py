@@ -883,21 +883,26 @@ class LeanPoster:
             wire = json.loads(self._request("GET", connection_id).body or b"{}")
         except ValueError as error:
             raise PostFailed(f"GetConnection's answer is not JSON: {error}") from None
-        identity = wire.get("identity") or {}
-        answer = {
-            "Identity": {
-                "SourceIp": identity.get("sourceIp"),
-                "UserAgent": identity.get("userAgent"),
-            }
-        }
-        for key in ("connectedAt", "lastActiveAt"):
-            if wire.get(key):
-                answer[key[0].upper() + key[1:]] = _timestamp(wire[key])
-        return answer
+        return connection_from_wire(wire)
 
     def close(self) -> None:
         """Closes the idle connections (a warm Lambda keeps them; tests and tools close them)."""
         self.pool.close()
+
+
+def connection_from_wire(wire: dict) -> dict:
+    """GetConnection's JSON answer in the shape boto3 returns it."""
+    identity = wire.get("identity") or {}
+    answer: dict = {
+        "Identity": {
+            "SourceIp": identity.get("sourceIp"),
+            "UserAgent": identity.get("userAgent"),
+        }
+    }
+    for key in ("connectedAt", "lastActiveAt"):
+        if wire.get(key):
+            answer[key[0].upper() + key[1:]] = _timestamp(wire[key])
+    return answer
 
 
 def _timestamp(text: str) -> datetime.datetime:

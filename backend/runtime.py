@@ -1,21 +1,24 @@
 """Clients a warm Lambda reuses: the Redis registry and one poster per management endpoint.
 
-Built on first use from ``config.settings()``; ``reset()`` forgets them (the sandbox and tests
-change the environment between runs).
+Built on first use from ``config.settings()``; ``reset()`` forgets them (tests change the
+environment between cold starts). Whatever runs the handlers outside Lambda (the sandbox's
+worker processes) makes one ``configure`` call instead: its settings, its poster and where
+metric points go, so nothing is read from or written to the environment.
 """
 
 from __future__ import annotations
 
 import threading
 
-from backend import config
+from backend import config, observability
 from backend.poster import POSTERS, Poster
 from backend.registry import Registry
 
 _lock = threading.Lock()
 _registry: Registry | None = None
 _posters: dict[str, Poster] = {}
-_credentials = None
+# The poster for every endpoint, when one was handed in (``configure``).
+_given_poster: Poster | None = None
 
 
 def redis_client(settings: config.Settings):
@@ -53,30 +56,32 @@ def registry() -> Registry:
 
 def poster(endpoint_url: str) -> Poster:
     with _lock:
+        if _given_poster is not None:
+            return _given_poster
         found = _posters.get(endpoint_url)
         if found is None:
             settings = config.settings()
             kind = POSTERS.get(settings.poster, POSTERS["lean"])
-            found = kind(
-                endpoint_url,
-                settings.region,
-                concurrency=settings.fanout_concurrency,
-                credentials=_credentials,
-            )
+            found = kind(endpoint_url, settings.region, concurrency=settings.fanout_concurrency)
             _posters[endpoint_url] = found
         return found
 
 
-def sign_with(credentials) -> None:
-    """Sign management API calls with these credentials instead of the process's AWS identity.
-
-    The sandbox uses stand-in keys, so that running it never changes what credentials the
-    console's own AWS calls use; ``None`` goes back to the process's identity.
-    """
-    global _credentials
+def configure(
+    settings: config.Settings,
+    *,
+    poster: Poster | None = None,
+    metrics: observability.MetricSink | None = None,
+    log_level: str | None = None,
+) -> None:
+    """A cold start with these settings instead of the environment's: ``poster`` serves every
+    management endpoint, ``metrics`` receives every metric point (instead of EMF on stdout)."""
+    global _given_poster
+    reset()
+    config.use(settings)
+    observability.configure(metrics, log_level)
     with _lock:
-        _credentials = credentials
-        _posters.clear()
+        _given_poster = poster
 
 
 def reset() -> None:

@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 
-from desktop.sandbox.gateway import Sandbox, SandboxConfig
+from desktop.sandbox.gateway import Sandbox, SandboxConfig, is_loopback
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -40,14 +40,18 @@ def _port(text: str) -> int:
     return value
 
 
-def _count(text: str) -> int:
+def _count(text: str, least: int = 0) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be {least} or more")
     return value
+
+
+def _positive(text: str) -> int:
+    return _count(text, least=1)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -86,12 +90,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--worker-processes",
-        type=_count,
+        type=_positive,
         default=defaults.worker_processes,
         metavar="N",
+        help=f"run the handlers in N worker processes (default {defaults.worker_processes})",
+    )
+    parser.add_argument(
+        "--rate-limit",
+        type=_count,
+        default=defaults.rate_limit_per_second,
+        metavar="N",
         help=(
-            f"run the handlers in N worker processes (default {defaults.worker_processes}; "
-            "0: in threads of the gateway's process)"
+            f"sends a second one connection may make (default {defaults.rate_limit_per_second}, "
+            "as the template's RateLimitPerSecond; 0: no limit)"
+        ),
+    )
+    parser.add_argument(
+        "--expose",
+        action="store_true",
+        help=(
+            "allow a --host beyond this computer: anyone who can reach it can connect with a "
+            "token, and the admin endpoint answers anyone holding the admin key"
         ),
     )
     parser.set_defaults(func=run)
@@ -117,6 +136,8 @@ def run(args: argparse.Namespace) -> int:
             idle_timeout=args.idle_timeout,
             max_lifetime=args.max_lifetime,
             worker_processes=args.worker_processes,
+            rate_limit_per_second=args.rate_limit,
+            expose=args.expose,
         )
     )
     stop = threading.Event()
@@ -138,6 +159,15 @@ def run(args: argparse.Namespace) -> int:
             f"Ctrl-C stops the sandbox.",
             flush=True,
         )
+        if not is_loopback(args.host):
+            print(
+                f"Warning: the sandbox listens on {args.host}:{sandbox.port}, reachable from other "
+                "computers, without TLS: the WebSocket endpoint (anyone with a token), the "
+                "management API (anyone with the sandbox's management keys), and /_admin and "
+                "/_metrics (anyone with its admin key).",
+                file=sys.stderr,
+                flush=True,
+            )
         # Everything loaded so far lives as long as the sandbox: full collections skip it.
         gc.collect()
         gc.freeze()

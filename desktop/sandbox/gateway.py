@@ -11,32 +11,27 @@ works there:
   message over 128 KB closes the connection with 1009. ``$disconnect`` runs for every close:
   by either side, a dropped TCP connection (1006), the idle timeout or the connection's maximum
   lifetime (1001 "Going away").
-- ``/{stage}/@connections/{id}`` is the management API on the same port, as in AWS, so
-  ``boto3``'s ``apigatewaymanagementapi`` client works against it unchanged: POST sends a text
-  frame, GET describes the connection, DELETE closes it, and an unknown or closed connection
-  answers 410 ``GoneException``. A connection is only known once its upgrade is complete: a post
-  to it from its own ``$connect`` is 410, as in AWS. SigV4 signatures are accepted without
-  being checked: the sandbox has no IAM to check them against. Requests to it in the plain
-  shape every client sends are answered by a front door ahead of aiohttp
-  (``desktop.sandbox.management``): there is one per delivery.
-- Handlers run in worker processes (``desktop.sandbox.processes``), overflowing to a bounded
-  thread pool, as Lambda runs concurrent invocations; one that raises earns its client API
-  Gateway's ``Internal server error`` frame and nothing else stops.
-- ``POST /_admin`` (loopback only) runs the admin handler; ``GET /_metrics`` serves per-minute
-  metrics (see ``desktop.sandbox.metrics`` for what each one counts).
+- Every route is throttled with the stage's rate and burst (``desktop.sandbox.throttling``), and
+  invocations wait for a worker in a bounded queue (``desktop.sandbox.processes``): a frame past
+  either is answered at once with API Gateway's ``Too Many Requests`` frame.
+- ``/{stage}/@connections/{id}`` is the management API on the same port, as in AWS
+  (``desktop.sandbox.connections``); a handler's own fan-out reaches it over its worker's channel.
+- Handlers run in worker processes only, never in the gateway's (``desktop.sandbox.workers``);
+  one that raises earns its client API Gateway's ``Internal server error`` frame and nothing else
+  stops.
+- ``POST /_admin`` runs the admin handler; ``GET /_metrics`` serves per-minute metrics (see
+  ``desktop.sandbox.metrics`` for what each one counts).
 
 Where the sandbox is stricter or simpler than AWS, ``docs/sandbox.md`` says so.
 
-The handlers read their settings from the environment once per cold start, and the environment
-is the process's: **one sandbox runs per process**. ``start()`` sets the variables (and restores
-them at ``stop()``) and resets the handlers' cached clients, as a new Lambda container would.
+The sandbox never reads or writes the process environment: its workers get their settings,
+poster and metric sink in one configuration call, so several sandboxes can run in one process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import errno
 import ipaddress
 import json
@@ -47,50 +42,41 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http import HTTPStatus
-from typing import ClassVar
 from urllib.parse import unquote
 
 from aiohttp import WSMsgType, web
 from aiohttp.http_websocket import WebSocketError
-from botocore.credentials import Credentials
 
-from desktop.sandbox import events, management, metrics, policy
+from desktop.sandbox import connections, events, metrics, policy, throttling
+from desktop.sandbox.connections import Connection
 from desktop.sandbox.events import Handshake
-from desktop.sandbox.processes import WorkerDied, WorkerPool
+from desktop.sandbox.processes import Overloaded, WorkerDied, WorkerPool
+from desktop.sandbox.workers import BACKEND_HANDLERS, WorkerSetup
 from desktop.services.errors import SandboxError
 
-MAX_MESSAGE_BYTES = 128 * 1024
+MAX_MESSAGE_BYTES = connections.MAX_MESSAGE_BYTES
 INTEGRATION_TIMEOUT = 29.0
 CLOSE_TIMEOUT = 5.0
 STOP_TIMEOUT = 30.0
 SHUTDOWN_GRACE = 1.0
-# The management API answers 429 when a client is this far behind (its buffer is full).
-CLIENT_BUFFER_LIMIT = 8 * 1024 * 1024
 MESSAGE_ROUTES = ("send", "sync", "who", "ping")
-STAGE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+STAGE_NAME = re.compile(r"[A-Za-z0-9_-]{1,128}")
 RESERVED_PATHS = ("_admin", "_metrics")
 
-CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_UNSUPPORTED = 1003
 CLOSE_NO_STATUS = 1005
 CLOSE_ABNORMAL = 1006
 CLOSE_TOO_BIG = 1009
 
-FORBIDDEN = management.error(403, "ForbiddenException", "Forbidden")
-GONE = management.error(410, "GoneException", "Gone")
-NOT_ALLOWED = management.error(405, "MethodNotAllowedException", "Method not allowed")
-TOO_LARGE = management.error(413, "PayloadTooLargeException", "Message payload size exceeds 128 KB")
-BUFFER_FULL = management.error(429, "LimitExceededException", "Client buffer is full")
+# The frames API Gateway sends a client when a route's integration gives no answer.
+THROTTLED = "Too Many Requests"
+INTERNAL_ERROR = "Internal server error"
+TIMED_OUT = "Endpoint request timed out"
 
-SANDBOX_CREDENTIALS = Credentials("sandbox", "sandbox")
 log = logging.getLogger("desktop.sandbox")
-
-Handler = Callable[[dict, object], object]
 
 
 @dataclass(frozen=True)
@@ -104,36 +90,34 @@ class SandboxConfig:
     token_secret: str | None = None
     idle_timeout: float = 600.0
     max_lifetime: float = 7200.0
-    max_workers: int = 32
-    # Handler invocations run in this many worker processes (0: all in the thread pool).
+    # Handler invocations run in this many worker processes.
     worker_processes: int = 2
+    # Invocations waiting for a worker, at most; past it a frame is answered Too Many Requests.
+    queue_limit: int = 1000
+    # The stage's route throttling: the template's ThrottlingRateLimit and ThrottlingBurstLimit.
+    throttle_rate: float = 1000.0
+    throttle_burst: int = 2000
+    # The backend's own per-connection send limit (RATE_LIMIT_PER_SECOND; 0 turns it off).
+    rate_limit_per_second: int = 50
+    region: str = "us-east-1"
+    metrics_namespace: str = "ClassroomConsole"
+    # Listening beyond loopback must be asked for: it exposes the sandbox to the network.
+    expose: bool = False
 
 
 @dataclass
 class Integrations:
-    """The Lambda entry points the gateway invokes; tests swap one to simulate a failing Lambda.
+    """The Lambda entry points the gateway invokes, as ``module:function`` references that the
+    worker processes import; a test names another to simulate a failing Lambda.
 
-    The gateway looks the handler up at each invocation, so replacing an attribute takes effect
-    at once.
+    The gateway reads the reference at each invocation, so replacing one takes effect at once.
     """
 
-    authorizer: Handler
-    connect: Handler
-    disconnect: Handler
-    messages: Handler
-    admin: Handler
-
-    @classmethod
-    def from_backend(cls) -> Integrations:
-        from backend.handlers import admin, authorizer, connect, disconnect, messages
-
-        return cls(
-            authorizer=authorizer.handler,
-            connect=connect.handler,
-            disconnect=disconnect.handler,
-            messages=messages.handler,
-            admin=admin.handler,
-        )
+    authorizer: str = BACKEND_HANDLERS["authorizer"]
+    connect: str = BACKEND_HANDLERS["connect"]
+    disconnect: str = BACKEND_HANDLERS["disconnect"]
+    messages: str = BACKEND_HANDLERS["messages"]
+    admin: str = BACKEND_HANDLERS["admin"]
 
 
 FUNCTION_NAMES = {
@@ -147,69 +131,36 @@ FUNCTION_NAMES = {
 
 @dataclass
 class Invocation:
-    """How one handler invocation went: its result, or the exception, or a timeout."""
+    """How one handler invocation went: its result, or the exception, or no answer at all."""
 
     result: object = None
     error: BaseException | None = None
     timed_out: bool = False
     # The worker process running it died: no answer at all, as when a Lambda runtime exits.
     crashed: bool = False
+    # Refused at once: the queue for a worker was full.
+    throttled: bool = False
     elapsed_ms: float = 0.0
 
     @property
     def failed(self) -> bool:
-        return self.error is not None or self.timed_out
+        return self.error is not None or self.timed_out or self.throttled
 
 
-@dataclass(eq=False)
-class Connection:
-    """An open client connection as the gateway tracks it."""
-
-    handshake: Handshake
-    authorizer: dict
-    ws: web.WebSocketResponse
-    transport: asyncio.Transport | None = None
-    opened: float = field(default_factory=time.monotonic)
-    last_active: float = field(default_factory=time.monotonic)
-    last_active_ms: int = field(default_factory=events.now_ms)
-    # (close code, reason) for $disconnect, set by whoever closes the connection first.
-    disconnect: tuple[int, str] | None = None
-
-    @property
-    def connection_id(self) -> str:
-        return self.handshake.connection_id
-
-    @property
-    def closing(self) -> bool:
-        return self.disconnect is not None or self.ws.closed
-
-    def touch(self) -> None:
-        self.last_active = time.monotonic()
-        self.last_active_ms = events.now_ms()
-
-    def describe(self) -> str:
-        who = self.authorizer
-        return (
-            f"user={who.get('userId', '?')} role={who.get('role', '?')} room={who.get('room', '?')}"
-        )
-
-
-def route_key(body: str) -> str:
-    """``$request.body.action``: the route a text frame goes to."""
+def route_key(body: str) -> tuple[str, str | None]:
+    """``$request.body.action``: the route a text frame goes to, and the frame's ``id``."""
     try:
         frame = json.loads(body)
-    except ValueError:
-        return events.ROUTE_DEFAULT
-    if isinstance(frame, dict):
-        action = frame.get("action")
-        if isinstance(action, str) and action in MESSAGE_ROUTES:
-            return action
-    return events.ROUTE_DEFAULT
-
-
-def _iso8601(epoch_ms: int) -> str:
-    moment = datetime.datetime.fromtimestamp(epoch_ms / 1000, datetime.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
+    except (ValueError, RecursionError):
+        return events.ROUTE_DEFAULT, None
+    if not isinstance(frame, dict):
+        return events.ROUTE_DEFAULT, None
+    frame_id = frame.get("id")
+    frame_id = frame_id if isinstance(frame_id, str) else None
+    action = frame.get("action")
+    if isinstance(action, str) and action in MESSAGE_ROUTES:
+        return action, frame_id
+    return events.ROUTE_DEFAULT, frame_id
 
 
 def _refusal(status: int) -> web.Response:
@@ -219,14 +170,14 @@ def _refusal(status: int) -> web.Response:
     except ValueError:
         phrase = "Error"
     if status == 500:
-        phrase = "Internal server error"
+        phrase = INTERNAL_ERROR
     return web.json_response({"message": phrase}, status=status)
 
 
 def _new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop where it is installed (Linux and macOS): every ``@connections`` POST and every
-    frame is a trip through the loop, and uvloop's transports take about a third less CPU per
-    delivery than asyncio's. Elsewhere (Windows), asyncio's own loop."""
+    """uvloop where it is installed (Linux and macOS): every frame is a trip through the loop,
+    and uvloop's transports take about a third less CPU per delivery than asyncio's. Elsewhere
+    (Windows), asyncio's own loop."""
     try:
         import uvloop
     except ImportError:
@@ -238,7 +189,10 @@ def _not_allowed() -> web.Response:
     return web.Response(status=405, text="405: Method Not Allowed")
 
 
-def _is_loopback(address: str | None) -> bool:
+def is_loopback(address: str | None) -> bool:
+    """Whether an address (or a name that is ``localhost``) stays on this computer."""
+    if address == "localhost":
+        return True
     try:
         ip = ipaddress.ip_address((address or "").split("%")[0])
     except ValueError:
@@ -257,46 +211,41 @@ def _url_host(host: str) -> str:
 
 
 class Sandbox:
-    """The gateway, its handler pool, its Redis and its metrics; see the module docstring.
+    """The gateway, its worker processes, its Redis and its metrics; see the module docstring.
 
     ``start()`` returns once the gateway listens and raises ``SandboxError`` with a sentence
-    when it cannot; ``stop()`` closes every connection (1001, ``$disconnect`` runs), stops the
-    Redis it started and restores the environment. Both are safe to call from any thread.
+    when it cannot; ``stop()`` closes every connection (1001, ``$disconnect`` runs) and stops
+    the Redis it started. Both are safe to call from any thread.
     """
-
-    _process_lock: ClassVar[threading.Lock] = threading.Lock()
-    _active: ClassVar[Sandbox | None] = None
 
     def __init__(
         self, config: SandboxConfig | None = None, *, integrations: Integrations | None = None
     ) -> None:
         self.config = config or SandboxConfig()
-        self.integrations = integrations
-        self.metrics = metrics.MetricsBoard(
-            os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "ClassroomConsole")
-        )
+        self.integrations = integrations or Integrations()
+        self.metrics = metrics.MetricsBoard(self.config.metrics_namespace)
         self.api_id = events.api_id()
         self.port: int | None = None
         self.token_secret: str | None = None
         self.token_secret_location: str | None = None
         self.redis_description: str | None = None
         self._redis = None
-        self._saved_env: dict[str, str | None] = {}
-        self._listener_added = False
-        self._pool: ThreadPoolExecutor | None = None
-        # Worker processes for the backend's own entry points (``config.worker_processes``).
         self._workers: WorkerPool | None = None
-        self._backend_entry: Integrations | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.ServerRunner | None = None
-        self._door: management.FrontDoor | None = None
         self._listener: asyncio.AbstractServer | None = None
         self._connections: dict[str, Connection] = {}
         self._pending_ids: set[str] = set()
         self._tasks: set[asyncio.Task] = set()
         # The request handlers of WebSocket connections, from handshake to $disconnect.
         self._sessions: set[asyncio.Task] = set()
+        self._throttle = throttling.RouteThrottle(
+            self.config.throttle_rate, self.config.throttle_burst
+        )
+        self.connections = connections.ConnectionsApi(
+            self.config.stage, self._connections, self.metrics, self._close_later
+        )
         self._stopping = False
         self._state = "new"
         self._state_lock = threading.Lock()
@@ -310,19 +259,24 @@ class Sandbox:
 
     @property
     def workers_ready(self) -> bool:
-        """Whether the backend's entry points now run in worker processes."""
+        """Whether every worker process has loaded the backend."""
         workers = self._workers
         return workers is not None and workers.ready
 
     @property
     def worker_pids(self) -> list[int]:
-        """The worker processes' ids (none with ``worker_processes=0`` or before they spawn)."""
+        """The worker processes' ids (none before they spawn)."""
         workers = self._workers
         return workers.pids if workers is not None else []
 
     @property
+    def connection_count(self) -> int:
+        """Open client connections (a dict's length: safe to read from any thread)."""
+        return len(self._connections)
+
+    @property
     def region(self) -> str:
-        return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        return self.config.region
 
     def _base(self, scheme: str) -> str:
         return f"{scheme}://{_url_host(self.config.host)}:{self.port}"
@@ -354,22 +308,12 @@ class Sandbox:
                 return
             if self._state != "new":
                 raise SandboxError("This sandbox was stopped; start a new one.")
-            with Sandbox._process_lock:
-                other = Sandbox._active
-                if other is not None:
-                    raise SandboxError(
-                        f"A sandbox already runs in this process at {other.websocket_url}.",
-                        hint="Stop it first: the handlers' settings are process-wide.",
-                    )
-                Sandbox._active = self
             self._state = "starting"
             try:
                 self._start()
             except BaseException:
                 self._teardown()
                 self._state = "stopped"
-                with Sandbox._process_lock:
-                    Sandbox._active = None
                 raise
             self._state = "running"
 
@@ -382,13 +326,10 @@ class Sandbox:
                 self._teardown()
             finally:
                 self._state = "stopped"
-                with Sandbox._process_lock:
-                    if Sandbox._active is self:
-                        Sandbox._active = None
 
     def _check_config(self) -> None:
         config = self.config
-        if not STAGE_NAME.match(config.stage) or config.stage in RESERVED_PATHS:
+        if not STAGE_NAME.fullmatch(config.stage) or config.stage in RESERVED_PATHS:
             raise SandboxError(
                 f"The stage name {config.stage!r} is not usable; use letters, digits, - and _."
             )
@@ -396,10 +337,15 @@ class Sandbox:
             raise SandboxError(f"Port {config.port} is not a port number; use 0 to 65535.")
         if config.idle_timeout <= 0 or config.max_lifetime <= 0:
             raise SandboxError("The idle timeout and the maximum lifetime must be positive.")
-        if config.max_workers < 1:
-            raise SandboxError("The sandbox needs at least one handler worker.")
-        if config.worker_processes < 0:
-            raise SandboxError("The number of worker processes cannot be negative.")
+        if config.worker_processes < 1:
+            raise SandboxError("The sandbox needs at least one worker process for its handlers.")
+        if config.queue_limit < 1:
+            raise SandboxError("The invocation queue needs room for at least one invocation.")
+        if not config.expose and not is_loopback(config.host):
+            raise SandboxError(
+                f"Listening on {config.host} would expose the sandbox beyond this computer.",
+                hint="Ask for it explicitly (--expose), or listen on 127.0.0.1.",
+            )
 
     def _start(self) -> None:
         from desktop.sandbox import redis_server, secret
@@ -416,20 +362,12 @@ class Sandbox:
                 self.token_secret, self.token_secret_location = found.value, found.location
             self._redis = redis_server.provide(self.config.redis_url)
             self.redis_description = self._redis.description
-            self._configure_environment()
-            self._load_backend()
-            self._pool = ThreadPoolExecutor(
-                max_workers=self.config.max_workers, thread_name_prefix="sandbox-lambda"
+            self._workers = WorkerPool(
+                self.config.worker_processes,
+                WorkerSetup(self._backend_settings()),
+                self.connections,
+                self.config.queue_limit,
             )
-            if self.config.worker_processes > 0:
-                # Started on the gateway's loop, which feeds them; the variables are the ones
-                # _configure_environment set.
-                self._workers = WorkerPool(
-                    self.config.worker_processes,
-                    {name: os.environ[name] for name in self._saved_env if name in os.environ},
-                    SANDBOX_CREDENTIALS.access_key,
-                    SANDBOX_CREDENTIALS.secret_key,
-                )
         except BaseException:
             sock.close()
             raise
@@ -444,6 +382,20 @@ class Sandbox:
             self._thread.join()
             raise SandboxError(f"The sandbox gateway did not start: {failure[0]}.")
         log.info("sandbox listening on %s", self.websocket_url)
+
+    def _backend_settings(self):
+        """The settings a Lambda container of this deployment would read from its environment."""
+        from backend import config
+
+        return config.load(
+            {
+                "REDIS_URL": self._redis.url,
+                "TOKEN_SECRET": self.token_secret,
+                "MANAGEMENT_ENDPOINT_URL": self.endpoint_url,
+                "RATE_LIMIT_PER_SECOND": str(self.config.rate_limit_per_second),
+                "AWS_REGION": self.config.region,
+            }
+        )
 
     def _bind(self) -> socket.socket:
         """The listening socket, bound here so a taken port is reported as a sentence."""
@@ -481,53 +433,6 @@ class Sandbox:
         sock.setblocking(False)
         return sock
 
-    def _configure_environment(self) -> None:
-        """What a Lambda container of this deployment would have in its environment."""
-        wanted = {
-            "REDIS_URL": self._redis.url,
-            "REDIS_CLUSTER": "false",
-            "TOKEN_SECRET": self.token_secret,
-            "MANAGEMENT_ENDPOINT_URL": self.endpoint_url,
-        }
-        # Handler logs above WARNING only, and metrics go to /_metrics rather than stdout.
-        for name, value in (
-            ("POWERTOOLS_LOG_LEVEL", "WARNING"),
-            ("POWERTOOLS_METRICS_DISABLED", "true"),
-        ):
-            if name not in os.environ:
-                wanted[name] = value
-        for name, value in wanted.items():
-            self._saved_env.setdefault(name, os.environ.get(name))
-            if value:
-                os.environ[name] = value
-            else:
-                os.environ.pop(name, None)
-
-    def _restore_environment(self) -> None:
-        for name, value in self._saved_env.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        self._saved_env.clear()
-
-    def _load_backend(self) -> None:
-        """A cold start: fresh settings and clients, the entry points, the metrics listener."""
-        try:
-            from backend import observability, runtime
-
-            runtime.reset()
-            # Handlers sign management API calls with SigV4 as in AWS; stand-in keys will do
-            # here, passed directly so the console's own AWS calls keep the user's identity.
-            runtime.sign_with(SANDBOX_CREDENTIALS)
-            self._backend_entry = Integrations.from_backend()
-            if self.integrations is None:
-                self.integrations = Integrations.from_backend()
-        except ImportError as error:
-            raise SandboxError(f"The backend's handlers cannot be loaded ({error}).") from None
-        observability.add_listener(self.metrics.handler_metric)
-        self._listener_added = True
-
     def _teardown(self) -> None:
         """Undo whatever ``_start`` did, in reverse order; each step tolerates a missing one."""
         loop, thread = self._loop, self._thread
@@ -539,58 +444,12 @@ class Sandbox:
                 log.exception("the sandbox did not close every connection cleanly")
             loop.call_soon_threadsafe(loop.stop)
             thread.join(timeout=STOP_TIMEOUT)
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
         if self._workers is not None:
             self._workers.join(CLOSE_TIMEOUT)
             self._workers = None
-        if self._listener_added:
-            from backend import observability
-
-            observability.remove_listener(self.metrics.handler_metric)
-            self._listener_added = False
-        self._restore_environment()
-        with contextlib.suppress(ImportError):
-            from backend import runtime
-
-            runtime.sign_with(None)
-            runtime.reset()
         if self._redis is not None:
             self._redis.stop()
             self._redis = None
-
-    # ----- worker processes ------------------------------------------------------------------
-
-    def _worker_for(self, name: str, handler: Handler):
-        """The worker process this invocation goes to, else None (it runs in a thread).
-
-        Only the backend's own entry points go there (a test's stand-in runs in a thread), and
-        only to a worker that has loaded the backend and takes more (``processes.WorkerPool``).
-        """
-        if self._workers is None or handler is not getattr(self._backend_entry, name, None):
-            return None
-        return self._workers.free()
-
-    async def _invoke_in_process(
-        self, worker, name: str, event: object, context: object, outcome
-    ) -> None:
-        try:
-            result, error, points = await asyncio.wait_for(
-                self._workers.invoke(worker, name, event, context), INTEGRATION_TIMEOUT
-            )
-        except WorkerDied as died:
-            outcome.error, outcome.crashed = died, True
-            return
-        from backend import observability
-
-        # Relayed to this process's listeners: the sandbox's metrics board is one of them.
-        for point in points:
-            observability.notify(*point)
-        if error is not None:
-            outcome.error = error
-        else:
-            outcome.result = result
 
     # ----- the event loop thread ----------------------------------------------------------
 
@@ -601,13 +460,12 @@ class Sandbox:
         try:
             runner = loop.run_until_complete(self._runner_for_loop())
             loop.run_until_complete(runner.setup())
-            self._door = management.FrontDoor(self._manage, runner.server, MAX_MESSAGE_BYTES)
             self._listener = loop.run_until_complete(
-                loop.create_server(self._door, sock=sock, backlog=128)
+                loop.create_server(runner.server, sock=sock, backlog=128)
             )
             self._runner = runner
             if self._workers is not None:
-                # They warm up in the background: until then invocations run in threads.
+                # They warm up in the background: invocations queue until one is ready.
                 loop.call_soon(self._workers.start)
         except BaseException as error:
             failure.append(error)
@@ -630,17 +488,13 @@ class Sandbox:
         return web.ServerRunner(server, handle_signals=False, shutdown_timeout=2.0)
 
     async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
-        """Routes every request the front door hands to aiohttp (``desktop.sandbox.management``):
-        ``/{stage}`` (the WebSocket), ``/{stage}/@connections/{id}`` in a shape the door does not
-        serve itself, ``/_admin`` and ``/_metrics``.
-
-        aiohttp's low-level server with this one handler, not an application and its router.
-        """
+        """Routes every request: ``/{stage}`` (the WebSocket), ``/{stage}/@connections/{id}``,
+        ``/_admin`` and ``/_metrics``; aiohttp's low-level server with this one handler."""
         path = request.raw_path.partition("?")[0]
         method = request.method
-        where = management.target(path)
+        where = connections.target(path)
         if where is not None:
-            return await self._management(request, *where)
+            return await self.connections.serve(request, *where)
         parts = path.split("/")
         if len(parts) == 2 and parts[0] == "" and parts[1]:
             name = unquote(parts[1])
@@ -655,12 +509,12 @@ class Sandbox:
 
     async def _shutdown(self) -> None:
         self._stopping = True
-        connections = list(self._connections.values())
+        open_connections = list(self._connections.values())
         # A client that does not answer the close frame soon is cut off: stopping must not hang.
         await asyncio.gather(
             *(
                 asyncio.wait_for(self._close(c, CLOSE_GOING_AWAY, "Going away"), SHUTDOWN_GRACE)
-                for c in connections
+                for c in open_connections
             ),
             return_exceptions=True,
         )
@@ -673,8 +527,6 @@ class Sandbox:
                 break
         if self._listener is not None:
             self._listener.close()
-        if self._door is not None:
-            self._door.close()
         if self._runner is not None:
             await self._runner.cleanup()
         if self._workers is not None:
@@ -689,24 +541,28 @@ class Sandbox:
     # ----- invoking handlers ----------------------------------------------------------------
 
     async def _invoke(self, name: str, event: object) -> Invocation:
-        """Runs one handler in the pool, as one Lambda invocation with its own context."""
-        handler = getattr(self.integrations, name)
+        """One handler invocation in a worker process, with its own Lambda context."""
+        reference = getattr(self.integrations, name)
         context = events.LambdaContext(FUNCTION_NAMES[name], self.region, INTEGRATION_TIMEOUT)
         started = time.perf_counter()
         outcome = Invocation()
-        worker = self._worker_for(name, handler)
         try:
-            if worker is not None:
-                await self._invoke_in_process(worker, name, event, context, outcome)
-            else:
-                future = asyncio.get_running_loop().run_in_executor(
-                    self._pool, handler, event, context
-                )
-                outcome.result = await asyncio.wait_for(future, INTEGRATION_TIMEOUT)
+            result, error, points = await self._workers.invoke(  # type: ignore[union-attr]
+                reference, event, context, INTEGRATION_TIMEOUT
+            )
+        except Overloaded:
+            outcome.throttled = True
         except TimeoutError:
             outcome.timed_out = True
-        except Exception as error:
-            outcome.error = error
+        except WorkerDied as died:
+            outcome.error, outcome.crashed = died, True
+        else:
+            for point in points:
+                self.metrics.handler_metric(*point)
+            if error is not None:
+                outcome.error = error
+            else:
+                outcome.result = result
         outcome.elapsed_ms = (time.perf_counter() - started) * 1000.0
         return outcome
 
@@ -714,6 +570,9 @@ class Sandbox:
         """A route integration with API Gateway's metrics; returns it and its status code."""
         outcome = await self._invoke(name, event)
         route = event["requestContext"]["routeKey"]
+        if outcome.throttled:
+            self.metrics.gateway(metrics.CLIENT_ERROR)
+            return outcome, 429
         self.metrics.gateway(metrics.INTEGRATION_LATENCY, outcome.elapsed_ms)
         if outcome.timed_out:
             self.metrics.gateway(metrics.EXECUTION_ERROR)
@@ -721,7 +580,7 @@ class Sandbox:
             return outcome, 504
         if outcome.crashed:
             self.metrics.gateway(metrics.EXECUTION_ERROR)
-            log.error("%s handler's worker process died", route, exc_info=outcome.error)
+            log.error("%s handler's worker process died: %s", route, outcome.error)
             return outcome, 500
         if outcome.error is not None:
             self.metrics.gateway(metrics.INTEGRATION_ERROR)
@@ -782,6 +641,7 @@ class Sandbox:
             compress=False,
             autoping=True,
             timeout=CLOSE_TIMEOUT,
+            writer_limit=connections.WRITER_LIMIT,
         )
         if not ws.can_prepare(request).ok:
             return web.json_response({"message": "Upgrade Required"}, status=426)
@@ -789,12 +649,12 @@ class Sandbox:
             return _refusal(503)
         connection_id = self._new_connection_id()
         session = asyncio.current_task()
-        self._sessions.add(session)
+        self._sessions.add(session)  # type: ignore[arg-type]
         try:
             return await self._open(request, ws, self._handshake(request, connection_id))
         finally:
             self._pending_ids.discard(connection_id)
-            self._sessions.discard(session)
+            self._sessions.discard(session)  # type: ignore[arg-type]
 
     def _log_refusal(self, handshake: Handshake, status: int, why: str) -> None:
         room = (handshake.query_value("room") or "")[:64]
@@ -806,7 +666,15 @@ class Sandbox:
             self.metrics.gateway(metrics.CLIENT_ERROR)
             self._log_refusal(handshake, 401, "no token")
             return 401, None
+        if not self._throttle.allow(events.ROUTE_CONNECT):
+            self.metrics.gateway(metrics.CLIENT_ERROR)
+            self._log_refusal(handshake, 429, "$connect throttled")
+            return 429, None
         outcome = await self._invoke("authorizer", events.authorizer_event(handshake))
+        if outcome.throttled:
+            self.metrics.gateway(metrics.CLIENT_ERROR)
+            self._log_refusal(handshake, 429, "every handler worker is busy")
+            return 429, None
         if outcome.timed_out or outcome.error is not None:
             if outcome.error is not None and str(outcome.error) == "Unauthorized":
                 # Lambda authorizers raise Exception("Unauthorized") to answer 401.
@@ -814,7 +682,7 @@ class Sandbox:
                 self._log_refusal(handshake, 401, "authorizer answered Unauthorized")
                 return 401, None
             self.metrics.gateway(metrics.EXECUTION_ERROR)
-            log.error("the authorizer failed", exc_info=outcome.error)
+            log.error("the authorizer failed: %s", outcome.error or "timed out")
             self._log_refusal(handshake, 500, "authorizer failed")
             return 500, None
         try:
@@ -914,6 +782,10 @@ class Sandbox:
             with contextlib.suppress(Exception):
                 await connection.ws.close(code=code, message=reason.encode("utf-8")[:123])
 
+    def _close_later(self, connection: Connection) -> None:
+        """A DELETE through ``@connections``: the connection closes with 1000."""
+        self._track(self._close(connection, connections.CLOSE_NORMAL, ""))
+
     async def _watch(self, connection: Connection) -> None:
         """Closes the connection at the idle timeout or at its maximum lifetime (1001)."""
         config = self.config
@@ -928,21 +800,32 @@ class Sandbox:
                 return
             await asyncio.sleep(wait)
 
+    async def _answer(self, connection: Connection, request_id: str, message: str, frame_id):
+        """API Gateway's frame for a route that gave no answer, plus the client's frame id so a
+        client can tell which of its frames it was (the sandbox's addition; see docs)."""
+        frame = {"message": message, "connectionId": connection.connection_id}
+        frame["requestId"] = request_id
+        if frame_id is not None:
+            frame["id"] = frame_id
+        if not connection.closing:
+            with contextlib.suppress(Exception):
+                await connection.ws.send_str(json.dumps(frame))
+
     async def _route(self, connection: Connection, body: str) -> None:
         """One text frame through its route's integration; a failure earns API Gateway's frame."""
-        route = route_key(body)
+        route, frame_id = route_key(body)
         event = events.message_event(connection.handshake, connection.authorizer, route, body)
+        request_id = event["requestContext"]["requestId"]
+        if not self._throttle.allow(route):
+            self.metrics.gateway(metrics.CLIENT_ERROR)
+            await self._answer(connection, request_id, THROTTLED, frame_id)
+            return
         outcome, _ = await self._integrate("messages", event)
-        if outcome.failed:
-            message = "Endpoint request timed out" if outcome.timed_out else "Internal server error"
-            frame = {
-                "message": message,
-                "connectionId": connection.connection_id,
-                "requestId": event["requestContext"]["requestId"],
-            }
-            if not connection.closing:
-                with contextlib.suppress(Exception):
-                    await connection.ws.send_str(json.dumps(frame))
+        if outcome.throttled:
+            await self._answer(connection, request_id, THROTTLED, frame_id)
+        elif outcome.failed:
+            message = TIMED_OUT if outcome.timed_out else INTERNAL_ERROR
+            await self._answer(connection, request_id, message, frame_id)
 
     async def _disconnect(self, connection: Connection) -> None:
         code, reason = connection.disconnect or (CLOSE_ABNORMAL, "Connection closed abnormally")
@@ -957,77 +840,10 @@ class Sandbox:
             status,
         )
 
-    # ----- the @connections management API ------------------------------------------------------
-
-    async def _management(
-        self, request: web.BaseRequest, stage: str, connection_id: str
-    ) -> web.Response:
-        """A management API request the front door handed to aiohttp: read, then answered by
-        the same rules (``_manage``)."""
-        body = b""
-        if request.method == "POST":
-            # A declared length over the limit is refused unread; a chunked body once read.
-            if (request.content_length or 0) > MAX_MESSAGE_BYTES:
-                return management.response(TOO_LARGE)
-            body = await request.read()
-            if len(body) > MAX_MESSAGE_BYTES:
-                return management.response(TOO_LARGE)
-        return management.response(self._manage(request.method, stage, connection_id, body))
-
-    def _manage(
-        self, method: str, stage: str, connection_id: str, body: bytes
-    ) -> management.Answer:
-        """The ``@connections`` API's rules, for both the front door and aiohttp."""
-        if stage != self.config.stage:
-            return FORBIDDEN
-        connection = self._connections.get(connection_id)
-        if method == "POST":
-            return self._post(connection, body)
-        if method not in ("GET", "DELETE"):
-            return NOT_ALLOWED
-        if connection is None or connection.closing:
-            return GONE
-        if method == "GET":
-            handshake = connection.handshake
-            return management.Answer(
-                200,
-                {
-                    "connectedAt": _iso8601(handshake.connected_at),
-                    "identity": {
-                        "sourceIp": handshake.source_ip,
-                        "userAgent": handshake.user_agent,
-                    },
-                    "lastActiveAt": _iso8601(connection.last_active_ms),
-                },
-            )
-        connection.disconnect = (CLOSE_NORMAL, "Connection deleted through @connections")
-        self._track(self._close(connection, CLOSE_NORMAL, ""))
-        return management.NO_CONTENT
-
-    def _post(self, connection: Connection | None, data: bytes) -> management.Answer:
-        """Delivers a frame: written to the member's socket at once, as one WebSocket frame (the
-        front door answers without a coroutine, and aiohttp's writer would need one)."""
-        if connection is None or connection.closing:
-            return GONE
-        transport = connection.transport
-        if transport is None or transport.is_closing():
-            return GONE
-        if transport.get_write_buffer_size() > CLIENT_BUFFER_LIMIT:
-            return BUFFER_FULL
-        try:
-            data.decode("utf-8")
-        except UnicodeDecodeError:
-            frame = management.websocket_frame(data, binary=True)
-        else:
-            frame = management.websocket_frame(data, binary=False)
-        transport.write(frame)
-        self.metrics.gateway(metrics.MESSAGE_COUNT)
-        return management.OK
-
     # ----- console endpoints ------------------------------------------------------------------------
 
     async def _admin(self, request: web.BaseRequest) -> web.Response:
-        if not _is_loopback(request.remote):
+        if not is_loopback(request.remote):
             return web.json_response(
                 {
                     "ok": False,
@@ -1038,18 +854,23 @@ class Sandbox:
             )
         try:
             body = await request.json()
-        except ValueError:
+        except (ValueError, RecursionError):
             return web.json_response(
                 {"ok": False, "error": "bad_json", "message": "the body is not JSON"}, status=400
             )
         outcome = await self._invoke("admin", body)
+        if outcome.throttled:
+            return web.json_response(
+                {"ok": False, "error": "unavailable", "message": "the sandbox is overloaded"},
+                status=429,
+            )
         if outcome.timed_out:
             return web.json_response(
                 {"ok": False, "error": "unavailable", "message": "the admin handler timed out"},
                 status=504,
             )
         if outcome.error is not None or not isinstance(outcome.result, dict):
-            log.error("admin handler failed", exc_info=outcome.error)
+            log.error("admin handler failed: %s", outcome.error)
             what = outcome.error or TypeError("the admin handler did not return an object")
             return web.json_response(
                 {"ok": False, "error": "internal", "message": f"{type(what).__name__}: {what}"},
@@ -1059,3 +880,4 @@ class Sandbox:
 
     async def _metrics(self, request: web.BaseRequest) -> web.Response:
         return web.json_response(self.metrics.snapshot())
+

@@ -53,9 +53,9 @@ class _Point:
     min: float
     max: float
 
-    def add(self, value: float) -> None:
-        self.sum += value
-        self.count += 1
+    def add(self, value: float, times: int = 1) -> None:
+        self.sum += value * times
+        self.count += times
         self.min = min(self.min, value)
         self.max = max(self.max, value)
 
@@ -64,7 +64,7 @@ _GATEWAY_UNITS = dict(GATEWAY_METRICS)
 
 
 class MetricsBoard:
-    """Thread-safe per-minute statistics; handlers record from pool threads, the loop reads."""
+    """Thread-safe per-minute statistics; the loop records, the console may read from another thread."""
 
     def __init__(self, handler_namespace: str = "ClassroomConsole", clock=time.time) -> None:
         self.handler_namespace = handler_namespace
@@ -75,16 +75,17 @@ class MetricsBoard:
             (GATEWAY_NAMESPACE, name, unit): {} for name, unit in GATEWAY_METRICS
         }
 
-    def _add(self, key: tuple[str, str, str], value: float) -> None:
+    def _add(self, key: tuple[str, str, str], value: float, times: int = 1) -> None:
         minute = int(self._clock() // PERIOD * PERIOD)
         with self._lock:
             points = self._series.setdefault(key, {})
             point = points.get(minute)
             if point is None:
-                points[minute] = _Point(value, 1, value, value)
+                point = points[minute] = _Point(value, 1, value, value)
                 self._drop_old(points, minute)
-            else:
-                point.add(value)
+                times -= 1
+            if times > 0:
+                point.add(value, times)
 
     @staticmethod
     def _drop_old(points: dict[int, _Point], minute: int) -> None:
@@ -92,13 +93,13 @@ class MetricsBoard:
         for stale in [m for m in points if m <= oldest]:
             del points[stale]
 
-    def gateway(self, name: str, value: float = 1.0) -> None:
-        """Record one of API Gateway's own metrics (``GATEWAY_METRICS``)."""
+    def gateway(self, name: str, value: float = 1.0, times: int = 1) -> None:
+        """Record one of API Gateway's own metrics (``GATEWAY_METRICS``), ``times`` over."""
         unit = _GATEWAY_UNITS[name]
-        self._add((GATEWAY_NAMESPACE, name, unit), value)
+        self._add((GATEWAY_NAMESPACE, name, unit), value, times)
 
     def handler_metric(self, name: str, unit: str, value: float) -> None:
-        """The listener given to ``backend.observability.add_listener``."""
+        """A point a handler recorded (relayed from its worker process)."""
         self._add((self.handler_namespace, name, unit), float(value))
 
     def snapshot(self) -> dict:

@@ -1,32 +1,36 @@
 """The gateway's side of the handlers' worker processes (``desktop.sandbox.workers`` is theirs).
 
-Each worker is a spawned process joined to the gateway by a socket pair. The gateway writes an
-invocation and reads its answer on its own event loop, with no thread in between: a standard
-process pool hands every call through a management thread, a feeder thread and a wake-up pipe,
-and on the gateway's busy loop those hand-offs (and the GIL they contend for) cost more than
-the message they carry.
+Every handler invocation runs in a worker process, never in the gateway's: the gateway's event
+loop relays every delivery, and a handler running beside it under the same GIL slows every
+classroom at once. Each worker is a spawned process joined to the gateway by a socket pair; the
+gateway writes an invocation and reads its answer on its own event loop, with no thread in
+between.
 
-A worker runs one invocation at a time, in the order they came. An invocation goes to the first
-worker with fewer than ``QUEUE_DEPTH`` in it, so the first worker takes everything a classroom
-sends one message at a time, and the others only share a burst. Spreading invocations over idle
-workers instead, or running them in threads of the gateway's process, puts more busy processes
-on the CPUs while a fan-out's frames go out, and measured slower (``docs/benchmarks.md``). A
-worker whose oldest invocation has waited ``STUCK_AFTER`` seconds takes no more, so a stuck
-handler holds up no one else; when every worker is full the gateway runs the invocation in a
-thread. A worker that dies is replaced; the invocations it had fail as crashes.
+Invocations wait in one queue with a bound (``queue_limit``, and ``MAX_WAIT`` for the oldest). A worker runs one invocation at a
+time and is handed up to ``QUEUE_DEPTH`` at once, so it never waits for the gateway between two;
+the first worker with room takes the next one, so the first takes everything a classroom sends
+one message at a time and the others share a burst (fewer busy processes on the CPUs while a
+fan-out's frames go out). A worker whose oldest invocation has run ``STUCK_AFTER`` seconds takes
+no more. Past the bound an invocation is refused at once (``Overloaded``): API Gateway answers
+a throttled route at once too, and nothing waits half a minute in a queue. A handler still
+running at the integration timeout has its worker killed and replaced, as Lambda ends an
+invocation at its timeout; a worker that dies fails what it had (``WorkerDied``).
+
+A handler's management API calls come back over the same socket (``workers.CALL``): the gateway
+answers them through ``Management``, a fan-out in one message.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import itertools
 import logging
 import multiprocessing
 import pickle
 import socket
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from desktop.sandbox import workers
 
@@ -34,10 +38,36 @@ log = logging.getLogger(__name__)
 
 QUEUE_DEPTH = 4
 STUCK_AFTER = 1.0
+# An invocation is refused when the oldest one waiting has waited this long, whatever the bound:
+# a client hears at once that it was throttled rather than late that it was not.
+MAX_WAIT = 1.0
+
+
+class Overloaded(Exception):
+    """Every worker is busy and the queue is at its bound: the invocation is refused at once."""
 
 
 class WorkerDied(Exception):
-    """The worker process ended while an invocation was in it."""
+    """The worker process ended while an invocation was in it, or none could start."""
+
+
+class Management(Protocol):
+    """What the gateway offers its workers' posters: the ``@connections`` operations."""
+
+    async def post_many(self, posts: list[tuple[str, bytes]]) -> list[int]: ...
+
+    def get(self, connection_id: str) -> tuple[int, dict | None]: ...
+
+    def delete(self, connection_id: str) -> int: ...
+
+
+@dataclass(eq=False)
+class _Invocation:
+    message: bytes
+    future: asyncio.Future
+    queued: float = 0.0
+    sent: float = 0.0
+    worker: Worker | None = None
 
 
 @dataclass(eq=False)
@@ -46,14 +76,13 @@ class Worker:
     transport: asyncio.Transport | None = None
     ready: bool = False
     failed: bool = False
-    busy: int = 0
-    waiting: dict[int, asyncio.Future] = field(default_factory=dict)
-    sent: collections.deque[float] = field(default_factory=collections.deque)  # unanswered
+    # Handed to the worker and not yet answered, oldest first (it answers in order).
+    running: collections.deque[_Invocation] = field(default_factory=collections.deque)
 
     def takes_more(self, now: float) -> bool:
-        if not self.ready or self.busy >= QUEUE_DEPTH:
+        if not self.ready or len(self.running) >= QUEUE_DEPTH:
             return False
-        return not self.sent or now - self.sent[0] < STUCK_AFTER
+        return not self.running or now - self.running[0].sent < STUCK_AFTER
 
 
 class _Channel(asyncio.Protocol):
@@ -88,15 +117,23 @@ class WorkerPool:
     """``count`` worker processes, started, fed and replaced from the gateway's event loop."""
 
     def __init__(
-        self, count: int, environment: dict[str, str], access_key: str, secret_key: str
+        self,
+        count: int,
+        setup: workers.WorkerSetup,
+        management: Management,
+        queue_limit: int,
     ) -> None:
         self.count = count
-        self._arguments = (environment, access_key, secret_key)
+        self.queue_limit = queue_limit
+        self._setup = setup
+        self._management = management
         self._context = multiprocessing.get_context("spawn")
         self._workers: list[Worker] = []
         self._processes: list[multiprocessing.process.BaseProcess] = []  # every one started
-        self._numbers = itertools.count(1)
+        self._queue: collections.deque[_Invocation] = collections.deque()
         self._spawning: set[asyncio.Task] = set()
+        self._calls: set[asyncio.Task] = set()
+        self._failure: str | None = None
         self._closing = False
         self._started = 0.0
         self._announced = False
@@ -110,8 +147,13 @@ class WorkerPool:
     def pids(self) -> list[int]:
         return sorted(w.process.pid for w in self._workers if w.process.pid is not None)
 
+    @property
+    def queued(self) -> int:
+        """Invocations waiting for a worker."""
+        return len(self._queue)
+
     def start(self) -> None:
-        """Spawns the workers in the background; until they are ready, ``free()`` is None."""
+        """Spawns the workers in the background; invocations queue until one is ready."""
         self._started = time.perf_counter()
         for _ in range(self.count):
             self._spawn()
@@ -119,14 +161,18 @@ class WorkerPool:
     def _spawn(self) -> None:
         task = asyncio.get_running_loop().create_task(self._start_one())
         self._spawning.add(task)
-        task.add_done_callback(self._spawning.discard)
+        task.add_done_callback(self._spawned)
+
+    def _spawned(self, task: asyncio.Task) -> None:
+        self._spawning.discard(task)
+        self._fail_queue_if_hopeless()
 
     async def _start_one(self) -> None:
         loop = asyncio.get_running_loop()
         mine, theirs = socket.socketpair()
         process = self._context.Process(
             target=workers.serve,
-            args=(theirs, *self._arguments),
+            args=(theirs, self._setup),
             name="sandbox-handler-worker",
             daemon=True,
         )
@@ -139,9 +185,8 @@ class WorkerPool:
             raise
         except Exception as error:
             mine.close()
-            log.warning(
-                "a handler worker process did not start (%s); handlers run in threads", error
-            )
+            self._failure = f"a handler worker process did not start ({error})"
+            log.error("%s", self._failure)
             return
         finally:
             theirs.close()
@@ -152,32 +197,83 @@ class WorkerPool:
         self._workers.append(worker)
         await loop.create_connection(lambda: _Channel(self, worker), sock=mine)
 
-    def free(self) -> Worker | None:
-        """The first worker that takes another invocation (see the module docstring), if any."""
-        now = time.monotonic()
-        for worker in self._workers:
-            if worker.takes_more(now):
-                return worker
-        return None
+    # ----- invocations ------------------------------------------------------------------
 
     async def invoke(
-        self, worker: Worker, name: str, event: object, context: object
+        self, reference: str, event: object, context: object, timeout: float
     ) -> tuple[object, BaseException | None, list]:
-        """(result, exception or None, metric points) of one invocation in ``worker``.
+        """(result, exception or None, metric points) of one invocation.
 
-        The worker stays busy until it answers, even when the caller stops waiting first.
+        Raises ``Overloaded`` at once when the queue is full, ``WorkerDied`` when its worker
+        died or none can run it, and ``TimeoutError`` past ``timeout`` (its worker is replaced).
         """
-        number = next(self._numbers)
-        future = asyncio.get_running_loop().create_future()
-        worker.waiting[number] = future
-        worker.busy += 1
-        worker.sent.append(time.monotonic())
-        worker.transport.write(workers.encode((number, name, event, context)))
-        return await future
+        if self._hopeless():
+            raise WorkerDied(self._failure or "no handler worker process is running")
+        queue = self._queue
+        now = time.monotonic()
+        if len(queue) >= self.queue_limit or (queue and now - queue[0].queued > MAX_WAIT):
+            raise Overloaded()
+        message = workers.encode((workers.INVOKE, 0, reference, event, context))
+        invocation = _Invocation(message, asyncio.get_running_loop().create_future(), now)
+        self._queue.append(invocation)
+        self._dispatch()
+        try:
+            return await asyncio.wait_for(invocation.future, timeout)
+        except TimeoutError:
+            self._abandon(invocation)
+            raise
+
+    def _dispatch(self) -> None:
+        queue = self._queue
+        now = time.monotonic()
+        while queue:
+            worker = next((w for w in self._workers if w.takes_more(now)), None)
+            if worker is None:
+                return
+            invocation = queue.popleft()
+            if invocation.future.done():
+                continue
+            invocation.worker, invocation.sent = worker, now
+            worker.running.append(invocation)
+            worker.transport.write(invocation.message)  # type: ignore[union-attr]
+
+    def _abandon(self, invocation: _Invocation) -> None:
+        """An invocation past its timeout: dropped from the queue, or its worker replaced."""
+        worker = invocation.worker
+        if worker is None:
+            if invocation in self._queue:
+                self._queue.remove(invocation)
+            return
+        if invocation in worker.running and worker.process.is_alive():
+            log.error("a handler ran past the integration timeout; replacing its worker process")
+            worker.ready = False  # given nothing more while it dies
+            worker.process.kill()
+
+    def _hopeless(self) -> bool:
+        """No worker runs and none is starting: nothing queued would ever run."""
+        return not self._closing and not self._workers and not self._spawning
+
+    def _fail_queue_if_hopeless(self) -> None:
+        if not self._hopeless():
+            return
+        why = self._failure or "no handler worker process is running"
+        while self._queue:
+            invocation = self._queue.popleft()
+            if not invocation.future.done():
+                invocation.future.set_exception(WorkerDied(why))
+
+    # ----- messages from the workers ---------------------------------------------------
 
     def _received(self, worker: Worker, message: tuple) -> None:
         kind = message[0]
-        if kind == workers.READY:
+        if kind == workers.ANSWER:
+            invocation = worker.running.popleft()
+            if not invocation.future.done():
+                invocation.future.set_result(message[2:])
+            self._dispatch()
+        elif kind == workers.CALL:
+            self._call(worker, message[1], message[2])
+        elif kind == workers.READY:
             worker.ready = True
             if self.ready and not self._announced:
                 self._announced = True
@@ -186,33 +282,53 @@ class WorkerPool:
                     self.count,
                     (time.perf_counter() - self._started) * 1000.0,
                 )
+            self._dispatch()
         elif kind == workers.FAILED:
             worker.failed = True
-            log.warning(
-                "a handler worker process could not load the backend (%s); handlers run in threads",
-                message[1],
-            )
+            self._failure = f"a handler worker process could not load the backend ({message[1]})"
+            log.error("%s", self._failure)
+
+    def _reply(self, worker: Worker, value: object) -> None:
+        transport = worker.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(workers.encode((workers.REPLY, value)))
+
+    def _call(self, worker: Worker, operation: str, argument) -> None:
+        management = self._management
+        if operation == "post_many":
+            task = asyncio.get_running_loop().create_task(self._post_many(worker, argument))
+            self._calls.add(task)
+            task.add_done_callback(self._calls.discard)
+        elif operation == "get":
+            self._reply(worker, management.get(argument))
+        elif operation == "delete":
+            self._reply(worker, management.delete(argument))
         else:
-            worker.busy -= 1
-            worker.sent.popleft()
-            future = worker.waiting.pop(kind, None)
-            if future is not None and not future.done():
-                future.set_result(message[1:])
+            self._reply(worker, 400)
+
+    async def _post_many(self, worker: Worker, posts: list[tuple[str, bytes]]) -> None:
+        self._reply(worker, await self._management.post_many(posts))
 
     def _lost(self, worker: Worker) -> None:
         worker.ready = False
         if worker in self._workers:
             self._workers.remove(worker)
-        for future in worker.waiting.values():
-            if not future.done():
-                future.set_exception(WorkerDied("the handler's worker process died"))
-        worker.waiting.clear()
-        if self._closing or worker.failed:
+        while worker.running:
+            invocation = worker.running.popleft()
+            if not invocation.future.done():
+                invocation.future.set_exception(WorkerDied("the handler's worker process died"))
+        if self._closing:
+            return
+        if worker.failed:
+            self._fail_queue_if_hopeless()
             return
         # Reaped in a thread: the process has ended or is about to.
         asyncio.get_running_loop().run_in_executor(None, worker.process.join, 5.0)
-        log.error("a handler worker process died; starting a new one")
+        log.error("a handler worker process ended; starting a new one")
         self._spawn()
+        self._dispatch()
+
+    # ----- stopping ----------------------------------------------------------------------
 
     async def close(self) -> None:
         """Hangs up on every worker (each ends when it sees the socket close)."""
@@ -221,6 +337,8 @@ class WorkerPool:
             task.cancel()
         if self._spawning:
             await asyncio.wait(set(self._spawning), timeout=5.0)
+        if self._calls:
+            await asyncio.wait(set(self._calls), timeout=5.0)
         for worker in list(self._workers):
             if worker.transport is not None:
                 worker.transport.close()
@@ -238,3 +356,4 @@ class WorkerPool:
                 log.warning("a handler worker process did not exit; stopping it")
                 process.kill()
                 process.join(timeout)
+

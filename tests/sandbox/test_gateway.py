@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -16,9 +15,10 @@ import pytest
 import websocket
 from botocore.config import Config
 
-from desktop.sandbox.gateway import Sandbox, SandboxConfig, route_key
-from desktop.services.errors import SandboxError
+from desktop.sandbox.gateway import Sandbox, route_key
+from tests.sandbox import integrations
 from tests.sandbox.conftest import SECRET, USER_AGENT, ClassroomSocket, admin, mint
+from tests.waiting import eventually
 
 
 def handshake_status(sandbox: Sandbox, query: str) -> int:
@@ -154,81 +154,62 @@ def test_a_handler_that_raises_gives_internal_server_error_and_the_gateway_goes_
     teacher = classroom("teacher-1", "teacher")
     student = classroom("student-1")
     teacher.receive_event("join")
-    real = sandbox.integrations.messages
-
-    def messages(event, context):
-        if "explode" in (event.get("body") or ""):
-            raise RuntimeError("a bug in the handler")
-        return real(event, context)
-
-    monkeypatch.setattr(sandbox.integrations, "messages", messages)
+    monkeypatch.setattr(
+        sandbox.integrations, "messages", integrations.reference("explode_on_request")
+    )
     student.send({"action": "send", "type": "explode", "id": "boom"})
     answer = student.receive()
     assert answer["message"] == "Internal server error"
     assert answer["connectionId"] == connection_id_of(sandbox, room, "student-1")
     assert isinstance(answer["requestId"], str) and answer["requestId"]
+    assert answer["id"] == "boom"  # which frame it was
 
     ack = student.request({"action": "send", "type": "chat.message", "id": "after"}, "ack")
     assert teacher.receive_event("message")["seq"] == ack["seq"]
 
-    monkeypatch.setattr(sandbox.integrations, "messages", lambda event, context: None)
+    monkeypatch.setattr(sandbox.integrations, "messages", integrations.reference("returns_nothing"))
     student.send({"action": "ping"})
-    assert student.receive()["message"] == "Internal server error"
+    answer = student.receive()
+    assert answer["message"] == "Internal server error" and "id" not in answer
 
 
 def test_a_failing_authorizer_or_connect_refuses_with_500_and_registers_nothing(
     sandbox, room, monkeypatch
 ):
     query = f"room={room}&token={mint('eve', rooms=[room])}"
-
-    def broken(event, context):
-        raise RuntimeError("authorizer bug")
+    broken = integrations.reference("raises")
 
     monkeypatch.setattr(sandbox.integrations, "authorizer", broken)
     assert handshake_status(sandbox, query) == 500
     monkeypatch.setattr(
-        sandbox.integrations, "authorizer", lambda event, context: {"principalId": "eve"}
+        sandbox.integrations, "authorizer", integrations.reference("allows_without_policy")
     )
     assert handshake_status(sandbox, query) == 500
     monkeypatch.undo()
 
     monkeypatch.setattr(sandbox.integrations, "connect", broken)
     assert handshake_status(sandbox, query) == 500
-    monkeypatch.setattr(sandbox.integrations, "connect", lambda event, context: {"statusCode": 429})
+    monkeypatch.setattr(sandbox.integrations, "connect", integrations.reference("refuses_with_429"))
     assert handshake_status(sandbox, query) == 429
     monkeypatch.undo()
     assert members_of(sandbox, room) == []
     assert handshake_status(sandbox, query) == 101
 
 
-def test_events_reach_handlers_in_api_gateway_shape(sandbox, room, monkeypatch):
-    seen: dict[str, dict] = {}
-    disconnected = threading.Event()
+def test_events_reach_handlers_in_api_gateway_shape(sandbox, room, monkeypatch, redis_server):
     for name in ("authorizer", "connect", "messages", "disconnect"):
-        real = getattr(sandbox.integrations, name)
-
-        def spy(event, context, real=real, name=name):
-            # The sandbox is shared by the module: a connection of an earlier test may still be
-            # closing, so only this test's room counts.
-            ours = room in (
-                (event.get("queryStringParameters") or {}).get("room"),
-                (event["requestContext"].get("authorizer") or {}).get("room"),
-            )
-            if ours:
-                seen.setdefault(name, event)
-                assert context.get_remaining_time_in_millis() > 0
-                assert context.invoked_function_arn.endswith(f":function:{context.function_name}")
-            try:
-                return real(event, context)
-            finally:
-                if ours and name == "disconnect":
-                    disconnected.set()
-
-        monkeypatch.setattr(sandbox.integrations, name, spy)
+        monkeypatch.setattr(sandbox.integrations, name, integrations.reference(f"spy_{name}"))
     member = ClassroomSocket(sandbox, room, "student-1")
     member.request({"action": "ping"}, "pong")
     member.close()
-    assert disconnected.wait(5)
+    seen = {}
+    for name in ("authorizer", "connect", "messages", "disconnect"):
+        (record,) = eventually(
+            lambda name=name: integrations.recorded(redis_server, f"{room}:{name}")
+        )
+        assert record["remaining_ms"] > 0
+        assert record["invoked_function_arn"].endswith(f":function:{record['function_name']}")
+        seen[name] = record["event"]
 
     authorizer = seen["authorizer"]
     assert authorizer["type"] == "REQUEST"
@@ -259,12 +240,13 @@ def test_events_reach_handlers_in_api_gateway_shape(sandbox, room, monkeypatch):
 
 
 def test_route_selection_follows_the_action():
-    assert route_key('{"action": "send"}') == "send"
-    assert route_key('{"action": "who", "x": 1}') == "who"
-    assert route_key('{"action": "dance"}') == "$default"
-    assert route_key('{"action": ["send"]}') == "$default"
-    assert route_key("[1]") == "$default"
-    assert route_key("not json") == "$default"
+    assert route_key('{"action": "send", "id": "m1"}') == ("send", "m1")
+    assert route_key('{"action": "who", "x": 1}') == ("who", None)
+    assert route_key('{"action": "dance", "id": 7}') == ("$default", None)
+    assert route_key('{"action": ["send"]}') == ("$default", None)
+    assert route_key("[1]") == ("$default", None)
+    assert route_key("not json") == ("$default", None)
+    assert route_key("[" * 5000 + "]" * 5000) == ("$default", None)
 
 
 def test_admin_endpoint_runs_the_admin_handler(classroom, sandbox, room):
@@ -310,33 +292,13 @@ def test_metrics_endpoint_serves_per_minute_api_gateway_and_handler_metrics(clas
     assert series["HandlerDuration"]["unit"] == "Milliseconds"
 
 
-def test_one_sandbox_per_process_and_a_taken_port_is_a_sentence(sandbox):
-    with pytest.raises(SandboxError, match="already runs in this process"):
-        Sandbox(SandboxConfig(port=0, token_secret=SECRET)).start()
-    assert sandbox.running
-
-
 def test_a_connection_is_unknown_to_the_management_api_until_its_connect_returns(
-    sandbox, room, monkeypatch
+    sandbox, room, monkeypatch, redis_server
 ):
-    real = sandbox.integrations.connect
-    answers: list[str] = []
-
-    def connect(event, context):
-        client = management_client(sandbox)
-        try:
-            client.post_to_connection(
-                ConnectionId=event["requestContext"]["connectionId"], Data=b"{}"
-            )
-            answers.append("delivered")
-        except client.exceptions.GoneException:
-            answers.append("gone")
-        return real(event, context)
-
-    monkeypatch.setattr(sandbox.integrations, "connect", connect)
+    monkeypatch.setattr(sandbox.integrations, "connect", integrations.reference("posts_to_itself"))
     member = ClassroomSocket(sandbox, room, "student-1")
     try:
-        assert answers == ["gone"]
+        assert integrations.recorded(redis_server, f"{room}:self-post") == [{"answer": "gone"}]
         assert member.request({"action": "ping"}, "pong")  # and nothing arrived before it
     finally:
         member.close()

@@ -51,8 +51,7 @@ def test_stop_closes_every_connection_runs_disconnect_and_stops_its_own_redis():
         assert sandbox.redis_description.startswith("redis-server ")
         assert "started by the sandbox on 127.0.0.1:" in sandbox.redis_description
         redis_port = int(sandbox.redis_description.rsplit(":", 1)[1])
-        assert os.environ["REDIS_URL"] == f"redis://127.0.0.1:{redis_port}/0"
-        assert os.environ["MANAGEMENT_ENDPOINT_URL"] == f"http://127.0.0.1:{sandbox.port}/local"
+        assert dict(os.environ) == before  # its settings go to its workers, not here
         assert sandbox.websocket_url == f"ws://127.0.0.1:{sandbox.port}/local"
         assert sandbox.management_url == f"http://127.0.0.1:{sandbox.port}/local/@connections"
         members = [ClassroomSocket(sandbox, "demo", f"student-{n}") for n in range(3)]
@@ -171,20 +170,46 @@ def test_a_running_sandbox_leaves_the_consoles_aws_identity_alone(redis_server, 
         sandbox.stop()
 
 
-def test_without_worker_processes_the_handlers_run_in_threads(redis_server):
-    sandbox = Sandbox(
-        SandboxConfig(port=0, redis_url=redis_server, token_secret=SECRET, worker_processes=0)
-    )
-    sandbox.start()
+def test_two_sandboxes_run_in_one_process_each_on_its_own_redis(redis_server):
+    before = dict(os.environ)
+    first = Sandbox(SandboxConfig(port=0, redis_url=redis_server, token_secret=SECRET))
+    second = Sandbox(SandboxConfig(port=0, token_secret=SECRET))
+    first.start()
     try:
-        member = ClassroomSocket(sandbox, "threads-only", "student-1")
+        second.start()
         try:
-            assert member.request({"action": "ping"}, "pong")
+            assert first.port != second.port and first.running and second.running
+            assert dict(os.environ) == before
+            for sandbox in (first, second):
+                teacher = ClassroomSocket(sandbox, "twins", "teacher-1", "teacher")
+                student = ClassroomSocket(sandbox, "twins", "student-1")
+                teacher.receive_event("join")
+                # Each has its own Redis, so each room starts at seq 1.
+                ack = student.request({"action": "send", "type": "chat.message", "id": "m"}, "ack")
+                assert ack["seq"] == 1
+                assert teacher.receive_event("message")["id"] == "m"
+                teacher.close()
+                student.close()
         finally:
-            member.close()
-        assert sandbox.worker_pids == [] and not sandbox.workers_ready
+            second.stop()
     finally:
-        sandbox.stop()
+        first.stop()
+    assert dict(os.environ) == before
+
+
+@pytest.mark.parametrize(
+    ("config", "sentence"),
+    [
+        ({"worker_processes": 0}, "at least one worker process"),
+        ({"host": "0.0.0.0"}, "would expose the sandbox beyond this computer"),
+        ({"stage": "_admin"}, "is not usable"),
+    ],
+)
+def test_a_config_it_cannot_run_is_a_sentence(config, sentence):
+    sandbox = Sandbox(SandboxConfig(port=0, token_secret=SECRET, **config))
+    with pytest.raises(SandboxError, match=sentence):
+        sandbox.start()
+    assert not sandbox.running
 
 
 def test_stop_ends_the_worker_processes(redis_server):
@@ -203,7 +228,7 @@ def test_stop_ends_the_worker_processes(redis_server):
             os.kill(pid, 0)
 
 
-def test_stop_closes_management_connections_kept_alive_at_the_front_door(redis_server):
+def test_stop_closes_management_connections_kept_alive(redis_server):
     """boto3 and the handlers keep their management connections open between posts; stopping
     must close them rather than wait for them."""
     sandbox = Sandbox(SandboxConfig(port=0, redis_url=redis_server, token_secret=SECRET))
@@ -214,7 +239,7 @@ def test_stop_closes_management_connections_kept_alive_at_the_front_door(redis_s
             b"POST /local/@connections/bm90QUNvbm5lY3Q= HTTP/1.1\r\nHost: x\r\n"
             b"Content-Length: 2\r\n\r\n{}"
         )
-        assert idle.recv(65536).startswith(b"HTTP/1.1 410 Gone\r\n")
+        assert idle.recv(65536).startswith(b"HTTP/1.1 410 ")
     finally:
         sandbox.stop()
     with idle:

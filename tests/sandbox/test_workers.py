@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 import urllib.request
 
 import pytest
 
 from desktop.sandbox.gateway import Sandbox, SandboxConfig
+from tests.sandbox import integrations
 from tests.sandbox.conftest import SECRET
+from tests.waiting import eventually
 
 
 @pytest.fixture(scope="module")
@@ -22,10 +23,7 @@ def sandbox_config(redis_server: str) -> SandboxConfig:
 
 
 def wait_for_workers(sandbox: Sandbox, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not sandbox.workers_ready:
-        assert time.monotonic() < deadline, "the worker processes did not start"
-        time.sleep(0.05)
+    eventually(lambda: sandbox.workers_ready, timeout, message="the worker processes did not start")
 
 
 def metric_sums(sandbox: Sandbox) -> dict[str, float]:
@@ -47,33 +45,32 @@ def test_handlers_run_in_a_worker_process_and_their_metrics_reach_the_gateway(
     ack = student.request({"action": "send", "type": "chat.message", "id": "m1"}, "ack")
     assert teacher.receive_event("message")["seq"] == ack["seq"]
     # The handler's points arrive when it returns, which may be just after the delivery.
-    deadline = time.monotonic() + 5
-    while metric_sums(sandbox)["HandlerDuration"] == before["HandlerDuration"]:
-        assert time.monotonic() < deadline, "the worker's metrics did not reach /_metrics"
-        time.sleep(0.02)
+    eventually(
+        lambda: metric_sums(sandbox)["HandlerDuration"] != before["HandlerDuration"],
+        message="the worker's metrics did not reach /_metrics",
+    )
     assert sandbox.worker_pids == pids
 
 
-@pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="stopping a process needs SIGSTOP")
 def test_a_worker_that_dies_mid_invocation_is_an_execution_error_and_is_replaced(
-    classroom, sandbox, room
+    classroom, sandbox, room, monkeypatch, redis_server
 ):
     wait_for_workers(sandbox)
     student = classroom("student-1")
     student.request({"action": "ping"}, "pong")
     errors = metric_sums(sandbox)["ExecutionError"]
-    [pid] = sandbox.worker_pids
-    # Stopped, the worker still looks free: the ping goes to it, then it dies holding it.
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        student.send({"action": "ping"})
-        time.sleep(0.3)
-    finally:
-        os.kill(pid, signal.SIGKILL)
-    assert student.receive()["message"] == "Internal server error"
+    monkeypatch.setattr(
+        sandbox.integrations, "messages", integrations.reference("blocks_until_released")
+    )
+    student.send({"action": "ping", "id": "p1"})
+    [started] = eventually(lambda: integrations.recorded(redis_server, f"{room}:started"))
+    os.kill(started["pid"], signal.SIGKILL)
+    answer = student.receive()
+    assert answer["message"] == "Internal server error" and answer["id"] == "p1"
     assert metric_sums(sandbox)["ExecutionError"] >= errors + 1
+    monkeypatch.undo()
     wait_for_workers(sandbox)
-    assert sandbox.worker_pids and sandbox.worker_pids != [pid]
+    assert sandbox.worker_pids and started["pid"] not in sandbox.worker_pids
     assert student.request({"action": "ping"}, "pong")
 
 
@@ -82,11 +79,12 @@ def test_a_worker_that_died_between_invocations_is_not_given_any(classroom, sand
     student = classroom("student-1")
     [pid] = sandbox.worker_pids
     os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while pid in sandbox.worker_pids:
-        assert time.monotonic() < deadline, "the gateway did not notice its worker died"
-        time.sleep(0.02)
-    # The frame runs in a thread or in the new worker: the member never notices.
+    eventually(
+        lambda: pid not in sandbox.worker_pids,
+        10,
+        message="the gateway did not notice its worker died",
+    )
+    # The frame waits for the new worker: the member never notices.
     assert student.request({"action": "ping"}, "pong")
     wait_for_workers(sandbox)
     assert sandbox.worker_pids != [pid]

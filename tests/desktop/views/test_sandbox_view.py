@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 
-from desktop.sandbox.gateway import Sandbox, SandboxConfig
 from desktop.services.aws import AwsProfile
 from desktop.services.environments import SANDBOX_NAME
 from desktop.workers.sandbox import Phase
@@ -47,7 +46,7 @@ def test_start_and_stop_from_the_environments_view(qtbot, open_window, config_di
     assert panel.stop_button.isEnabled() and window.stop_sandbox_action.isEnabled()
 
     # The secret itself is shown nowhere.
-    secret = Sandbox._active.token_secret
+    secret = window.supervisor._sandbox.token_secret
     texts = [label.text() for label in window.findChildren(type(panel.redis))]
     assert not any(secret in text for text in texts)
 
@@ -93,7 +92,7 @@ def test_a_first_run_without_profiles_starts_the_sandbox(qtbot, open_window) -> 
     with qtbot.waitSignal(window.supervisor.state_changed, timeout=START_TIMEOUT):
         window.close()
     wait_phase(qtbot, window, Phase.STOPPED)
-    assert Sandbox._active is None
+    assert window.supervisor._sandbox is None
 
 
 def test_with_aws_profiles_the_sandbox_waits_to_be_asked(qtbot, open_window) -> None:
@@ -104,22 +103,21 @@ def test_with_aws_profiles_the_sandbox_waits_to_be_asked(qtbot, open_window) -> 
     assert window.supervisor.state.phase is Phase.STOPPED
 
 
-def test_a_sandbox_that_cannot_start_says_why(qtbot, open_window, posted) -> None:
-    other = Sandbox(SandboxConfig(port=0))
-    other.start()
-    try:
-        window = open_window()
-        window.start_sandbox_action.trigger()
-        wait_phase(qtbot, window, Phase.FAILED)
-    finally:
-        other.stop()
+def test_a_sandbox_that_cannot_start_says_why(qtbot, open_window, posted, redis_server) -> None:
+    with socket.socket() as probe:  # a port where no Redis answers
+        probe.bind(("127.0.0.1", 0))
+        dead = probe.getsockname()[1]
+    window = open_window(redis_url=f"redis://127.0.0.1:{dead}/0")
+    window.start_sandbox_action.trigger()
+    wait_phase(qtbot, window, Phase.FAILED)
     panel = window.environments_view.sandbox_panel
     assert panel.banner.kind == "error"
-    assert panel.banner.label.text().startswith("A sandbox already runs in this process at ws://")
+    assert f"127.0.0.1:{dead}" in panel.banner.label.text()
     assert window.environments_view.model.state(SANDBOX_NAME) == "could not start"
     assert panel.start_button.isEnabled()
-    assert any(m.text.startswith("A sandbox already runs") for m in posted)
+    assert any(f"127.0.0.1:{dead}" in m.text for m in posted)
     # It can be started again once the cause is gone.
+    window.supervisor.redis_url = redis_server
     panel.start_button.click()
     wait_phase(qtbot, window, Phase.RUNNING)
     assert panel.banner.isHidden()
