@@ -7,13 +7,13 @@ Only a sandbox this supervisor started is ever stopped by it.
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass
 from enum import Enum
 
 from PySide6.QtCore import QObject, Signal
 
 from desktop import messages
+from desktop.sandbox.loopback import can_listen
 from desktop.services.errors import ConsoleError
 from desktop.workers.worker import FunctionWorker, start
 
@@ -55,20 +55,11 @@ class SandboxState:
         return self.phase.value
 
 
-def _port_taken(host: str, port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return True
-    return False
-
-
 def _start_sandbox(host: str, port: int, stage: str, redis_url: str | None):
     """Start a sandbox; if its usual port is taken (another console?), on a free one instead."""
     from desktop.sandbox.gateway import Sandbox, SandboxConfig
 
-    if port and _port_taken(host, port):
+    if port and not can_listen(host, port):
         messages.info(
             f"Port {port} is in use, so the local sandbox listens on a free port instead."
         )

@@ -1,0 +1,76 @@
+"""The supervisor of the console's embedded sandbox, with a real sandbox and real members."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from desktop import workers
+from desktop.sandbox.loopback import free_port
+from desktop.workers.sandbox import Phase, SandboxSupervisor
+from tests.desktop.members import Member
+
+START_TIMEOUT = 30_000
+
+
+@pytest.fixture(autouse=True)
+def config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The sandbox's token secret in a temporary folder."""
+    folder = tmp_path / "config"
+    monkeypatch.setenv("CLASSROOM_CONSOLE_CONFIG_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture
+def supervisor(qtbot, redis_server: str):
+    """A supervisor on a fixed free port and the session's Redis; stopped after the test."""
+    supervisor = SandboxSupervisor(port=free_port(), redis_url=redis_server)
+    yield supervisor
+    supervisor.stop()
+    qtbot.waitUntil(
+        lambda: supervisor.state.phase in (Phase.STOPPED, Phase.FAILED), timeout=START_TIMEOUT
+    )
+    qtbot.waitUntil(lambda: workers.active_count() == 0, timeout=START_TIMEOUT)
+
+
+def run(qtbot, supervisor: SandboxSupervisor, action) -> None:
+    """``action()``, then wait until the sandbox has settled: running, stopped or failed."""
+    action()
+    qtbot.waitUntil(lambda: not supervisor.state.busy, timeout=START_TIMEOUT)
+
+
+def port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1].split("/")[0])
+
+
+def plain_bind_fails(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def test_the_sandbox_comes_back_on_its_port_after_members_were_connected(qtbot, supervisor) -> None:
+    run(qtbot, supervisor, supervisor.start)
+    assert supervisor.state.running
+    port = supervisor.port
+    assert port_of(supervisor.state.websocket_url) == port
+    member = Member("room-restart", "alice")
+    try:
+        assert member.ping()["ts"] > 0
+        supervisor.stop()
+        assert member.wait_closed() == 1001  # the gateway closed first: TIME_WAIT on its side
+        qtbot.waitUntil(lambda: supervisor.state.phase is Phase.STOPPED, timeout=START_TIMEOUT)
+    finally:
+        member.close()
+    if hasattr(socket, "SO_REUSEADDR") and not hasattr(socket, "SO_EXCLUSIVEADDRUSE"):
+        # What made the probe move the sandbox: a plain bind refused while TIME_WAIT lasts.
+        assert plain_bind_fails(port)
+
+    run(qtbot, supervisor, supervisor.start)
+    assert supervisor.state.running
+    assert port_of(supervisor.state.websocket_url) == port
