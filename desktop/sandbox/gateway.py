@@ -321,6 +321,11 @@ class Sandbox:
         return workers.pids if workers is not None else []
 
     @property
+    def connection_count(self) -> int:
+        """How many WebSocket connections are open now (a dict's length: safe from any thread)."""
+        return len(self._connections)
+
+    @property
     def region(self) -> str:
         return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 

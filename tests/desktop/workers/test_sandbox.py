@@ -9,8 +9,7 @@ import pytest
 
 from desktop import workers
 from desktop.sandbox.loopback import free_port
-from desktop.workers.sandbox import Phase, SandboxSupervisor
-from tests.desktop.members import Member
+from desktop.workers.sandbox import Phase, SandboxSupervisor, stop_question
 
 START_TIMEOUT = 30_000
 
@@ -54,19 +53,18 @@ def plain_bind_fails(port: int) -> bool:
     return False
 
 
-def test_the_sandbox_comes_back_on_its_port_after_members_were_connected(qtbot, supervisor) -> None:
+def test_the_sandbox_comes_back_on_its_port_after_members_were_connected(
+    qtbot, supervisor, join
+) -> None:
     run(qtbot, supervisor, supervisor.start)
     assert supervisor.state.running
     port = supervisor.port
     assert port_of(supervisor.state.websocket_url) == port
-    member = Member("room-restart", "alice")
-    try:
-        assert member.ping()["ts"] > 0
-        supervisor.stop()
-        assert member.wait_closed() == 1001  # the gateway closed first: TIME_WAIT on its side
-        qtbot.waitUntil(lambda: supervisor.state.phase is Phase.STOPPED, timeout=START_TIMEOUT)
-    finally:
-        member.close()
+    member = join("room-restart", "alice")
+    assert member.ping()["ts"] > 0
+    supervisor.stop()
+    assert member.wait_closed() == 1001  # the gateway closed first: TIME_WAIT on its side
+    qtbot.waitUntil(lambda: supervisor.state.phase is Phase.STOPPED, timeout=START_TIMEOUT)
     if hasattr(socket, "SO_REUSEADDR") and not hasattr(socket, "SO_EXCLUSIVEADDRUSE"):
         # What made the probe move the sandbox: a plain bind refused while TIME_WAIT lasts.
         assert plain_bind_fails(port)
@@ -74,3 +72,41 @@ def test_the_sandbox_comes_back_on_its_port_after_members_were_connected(qtbot, 
     run(qtbot, supervisor, supervisor.start)
     assert supervisor.state.running
     assert port_of(supervisor.state.websocket_url) == port
+
+
+def test_stopping_without_members_asks_nothing() -> None:
+    assert stop_question(0) is None
+    assert stop_question(0, restart=True) is None
+
+
+def test_stopping_under_members_asks_first_and_says_how_many() -> None:
+    one = stop_question(1)
+    assert (one.text, one.detail) == (
+        "Stop the local sandbox?",
+        "1 connected member will be disconnected.",
+    )
+    assert one.confirm == "Stop sandbox"
+    assert stop_question(3).detail == "3 connected members will be disconnected."
+    restart = stop_question(2, restart=True)
+    assert restart.text == "Restart the local sandbox?"
+    assert restart.detail.startswith("2 connected members will be disconnected.")
+    assert restart.confirm == "Restart sandbox"
+
+
+def test_the_question_counts_the_members_connected_now(qtbot, supervisor, join) -> None:
+    assert supervisor.connection_count == 0  # not running
+    assert supervisor.stop_question() is None
+    run(qtbot, supervisor, supervisor.start)
+    assert supervisor.stop_question() is None
+
+    members = [join("room-count", f"student-{n}") for n in range(3)]
+    qtbot.waitUntil(lambda: supervisor.connection_count == 3)
+    assert supervisor.stop_question().detail == "3 connected members will be disconnected."
+
+    members[0].close()
+    qtbot.waitUntil(lambda: supervisor.connection_count == 2)
+    assert supervisor.stop_question().detail == "2 connected members will be disconnected."
+    for member in members[1:]:
+        member.close()
+    qtbot.waitUntil(lambda: supervisor.connection_count == 0)
+    assert supervisor.stop_question() is None
