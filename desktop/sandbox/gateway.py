@@ -36,7 +36,6 @@ import errno
 import ipaddress
 import json
 import logging
-import os
 import re
 import socket
 import threading
@@ -49,7 +48,7 @@ from urllib.parse import unquote
 from aiohttp import WSMsgType, web
 from aiohttp.http_websocket import WebSocketError
 
-from desktop.sandbox import connections, events, metrics, policy, throttling
+from desktop.sandbox import connections, events, loopback, metrics, policy, throttling
 from desktop.sandbox.connections import Connection
 from desktop.sandbox.events import Handshake
 from desktop.sandbox.processes import Overloaded, WorkerDied, WorkerPool
@@ -411,8 +410,7 @@ class Sandbox:
             ) from None
         sock = socket.socket(family, kind, proto)
         try:
-            if os.name != "nt":
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            loopback.reuse_address(sock)  # as the console's probe binds (loopback.can_listen)
             sock.bind(address)
         except OSError as error:
             sock.close()

@@ -9,6 +9,7 @@ to ``QSettings`` at once.
 from __future__ import annotations
 
 import dataclasses
+import html
 from collections.abc import Callable, Sequence
 
 from PySide6.QtCore import QItemSelectionModel, QSize, Qt, Signal
@@ -40,7 +41,7 @@ from desktop.views.parameters_dialog import ParametersDialog
 from desktop.views.sandbox import SandboxPanel, sandbox_tone
 from desktop.views.widgets import heading, note
 from desktop.workers import FunctionWorker, start
-from desktop.workers.sandbox import SandboxState, SandboxSupervisor
+from desktop.workers.sandbox import SandboxState, SandboxSupervisor, StopQuestion
 
 
 class EnvironmentDelegate(QStyledItemDelegate):
@@ -154,8 +155,8 @@ class EnvironmentsView(QWidget):
 
         self.sandbox_panel = SandboxPanel()
         self.sandbox_panel.start_requested.connect(supervisor.start)
-        self.sandbox_panel.stop_requested.connect(supervisor.stop)
-        self.sandbox_panel.restart_requested.connect(supervisor.restart)
+        self.sandbox_panel.stop_requested.connect(self.stop_sandbox)
+        self.sandbox_panel.restart_requested.connect(self.restart_sandbox)
         self.deploy_view = deploy_view
         self.pages = QStackedWidget()
         self.pages.addWidget(self.sandbox_panel)
@@ -264,6 +265,41 @@ class EnvironmentsView(QWidget):
         def answered() -> None:
             if box.clickedButton() is remove:
                 self._remove(environment.name)
+            self.confirmation = None
+            box.deleteLater()
+
+        box.finished.connect(answered)
+        self.confirmation = box
+        box.open()
+
+    def stop_sandbox(self) -> None:
+        """Stop the local sandbox; when members are connected, only once the user says so."""
+        self._ask_then(self.supervisor.stop_question(), self.supervisor.stop)
+
+    def restart_sandbox(self) -> None:
+        """Restart the local sandbox; when members are connected, only once the user says so."""
+        self._ask_then(self.supervisor.stop_question(restart=True), self.supervisor.restart)
+
+    def _ask_then(self, question: StopQuestion | None, go_ahead: Callable[[], None]) -> None:
+        if question is None:
+            go_ahead()
+            return
+        # One label, the question in bold: QMessageBox wraps an informative text to the width
+        # of a short question, three words a line.
+        box = QMessageBox(
+            QMessageBox.Icon.Warning,
+            question.title,
+            f"<p><b>{html.escape(question.text)}</b></p><p>{html.escape(question.detail)}</p>",
+            QMessageBox.StandardButton.Cancel,
+            self,
+        )
+        box.setTextFormat(Qt.TextFormat.RichText)
+        confirm = box.addButton(question.confirm, QMessageBox.ButtonRole.DestructiveRole)
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+
+        def answered() -> None:
+            if box.clickedButton() is confirm:
+                go_ahead()
             self.confirmation = None
             box.deleteLater()
 

@@ -173,14 +173,14 @@ class MainWindow(QMainWindow):
         )
         self.stop_sandbox_action = self._action(
             "Stop sandbox",
-            self.supervisor.stop,
+            self.environments_view.stop_sandbox,
             None,
             "stop",
             "Stop the local sandbox",
         )
         self.restart_sandbox_action = self._action(
             "Restart sandbox",
-            self.supervisor.restart,
+            self.environments_view.restart_sandbox,
             None,
             None,
             "Stop the local sandbox and start it again with a fresh Redis",

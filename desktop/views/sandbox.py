@@ -6,10 +6,12 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFontDatabase
 from PySide6.QtWidgets import (
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
-    QLabel,
+    QPlainTextEdit,
     QPushButton,
+    QStyle,
     QVBoxLayout,
     QWidget,
 )
@@ -87,10 +89,21 @@ class SandboxPanel(QWidget):
         layout.addWidget(self.banner)
         layout.addLayout(form)
         self.try_it = QGroupBox("Try it")
-        self.try_it_commands = QLabel()
-        self.try_it_commands.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # Commands neither wrap (a break after "--" reads as two flags) nor set the page's
+        # width: in a narrow window they scroll sideways.
+        self.try_it_commands = QPlainTextEdit()
+        self.try_it_commands.setReadOnly(True)
+        self.try_it_commands.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
         self.try_it_commands.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
-        self.try_it_copy = copy_button(self.try_it_commands.text)
+        self.try_it_commands.setFrameShape(QFrame.Shape.NoFrame)
+        self.try_it_commands.viewport().setAutoFillBackground(False)
+        self.try_it_commands.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.try_it_commands.setFixedHeight(
+            2 * self.try_it_commands.fontMetrics().lineSpacing()
+            + 2 * round(self.try_it_commands.document().documentMargin())
+            + self.style().pixelMetric(QStyle.PixelMetric.PM_ScrollBarExtent)
+        )
+        self.try_it_copy = copy_button(self.try_it_commands.toPlainText)
         try_it_layout = QVBoxLayout(self.try_it)
         try_it_layout.addWidget(
             note(
@@ -132,7 +145,7 @@ class SandboxPanel(QWidget):
         )
         self.try_it.setVisible(state.running)
         if state.websocket_url:
-            self.try_it_commands.setText(
+            self.try_it_commands.setPlainText(
                 "TOKEN=$(classroom-console token --sub alice --role teacher --room demo)\n"
                 f'wsdump "{state.websocket_url}?room=demo&token=$TOKEN"'
             )

@@ -7,13 +7,13 @@ Only a sandbox this supervisor started is ever stopped by it.
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass
 from enum import Enum
 
 from PySide6.QtCore import QObject, Signal
 
 from desktop import messages
+from desktop.sandbox.loopback import can_listen
 from desktop.services.errors import ConsoleError
 from desktop.workers.worker import FunctionWorker, start
 
@@ -55,20 +55,45 @@ class SandboxState:
         return self.phase.value
 
 
-def _port_taken(host: str, port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return True
-    return False
+@dataclass(frozen=True)
+class StopQuestion:
+    """What to ask before stopping (or restarting) the sandbox under connected members."""
+
+    title: str  # the dialog's window title
+    text: str  # the question
+    detail: str  # who is affected
+    confirm: str  # the button that goes ahead; the other one is Cancel
+
+
+def stop_question(members: int, *, restart: bool = False) -> StopQuestion | None:
+    """The question for stopping with ``members`` connected; None: no one is dropped, just stop.
+
+    Stopping closes every member's connection (1001, "Going away") in the middle of a lesson, so
+    whoever presses Stop should know how many people that is before it happens.
+    """
+    if members <= 0:
+        return None
+    who = "1 connected member" if members == 1 else f"{members} connected members"
+    if restart:
+        return StopQuestion(
+            "Restart sandbox",
+            "Restart the local sandbox?",
+            f"{who} will be disconnected. They can join again once it is back.",
+            "Restart sandbox",
+        )
+    return StopQuestion(
+        "Stop sandbox",
+        "Stop the local sandbox?",
+        f"{who} will be disconnected.",
+        "Stop sandbox",
+    )
 
 
 def _start_sandbox(host: str, port: int, stage: str, redis_url: str | None):
     """Start a sandbox; if its usual port is taken (another console?), on a free one instead."""
     from desktop.sandbox.gateway import Sandbox, SandboxConfig
 
-    if port and _port_taken(host, port):
+    if port and not can_listen(host, port):
         messages.info(
             f"Port {port} is in use, so the local sandbox listens on a free port instead."
         )
@@ -118,6 +143,19 @@ class SandboxSupervisor(QObject):
     @property
     def state(self) -> SandboxState:
         return self._state
+
+    @property
+    def connection_count(self) -> int:
+        """Members connected to the running sandbox now; 0 when it does not run.
+
+        A cheap read of the gateway's own count, safe on the GUI thread.
+        """
+        sandbox = self._sandbox
+        return sandbox.connection_count if sandbox is not None and self._state.running else 0
+
+    def stop_question(self, *, restart: bool = False) -> StopQuestion | None:
+        """What to ask before ``stop()`` (or ``restart()``) now; None to go ahead without asking."""
+        return stop_question(self.connection_count, restart=restart)
 
     def start(self) -> None:
         """Start the sandbox unless it runs or is on its way; the result arrives as a state."""

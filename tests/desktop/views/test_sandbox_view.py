@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 
+from PySide6.QtWidgets import QMessageBox
+
 from desktop.services.aws import AwsProfile
 from desktop.services.environments import SANDBOX_NAME
 from desktop.workers.sandbox import Phase
@@ -50,7 +52,8 @@ def test_start_and_stop_from_the_environments_view(qtbot, open_window, config_di
     texts = [label.text() for label in window.findChildren(type(panel.redis))]
     assert not any(secret in text for text in texts)
 
-    window.stop_sandbox_action.trigger()
+    window.stop_sandbox_action.trigger()  # no one is connected: no question
+    assert window.environments_view.confirmation is None
     wait_phase(qtbot, window, Phase.STOPPED)
     assert panel.websocket_url.text() == ""
     assert window.environment_label.state.endswith(f"{SANDBOX_NAME} · stopped")
@@ -133,3 +136,69 @@ def test_a_taken_port_moves_the_sandbox_to_a_free_one(qtbot, open_window, posted
         wait_phase(qtbot, window, Phase.RUNNING)
     assert f":{port}/" not in window.supervisor.state.websocket_url
     assert any(f"Port {port} is in use" in m.text for m in posted)
+
+
+def answer(qtbot, window, button: str) -> None:
+    """Clicks ``button`` in the question the environments view is asking."""
+    box = window.environments_view.confirmation
+    with qtbot.waitSignal(box.finished):
+        next(b for b in box.buttons() if b.text() == button).click()
+    assert window.environments_view.confirmation is None
+
+
+def test_stop_under_connected_members_asks_first(qtbot, open_window, redis_server, join) -> None:
+    window = open_window(redis_url=redis_server)
+    panel = window.environments_view.sandbox_panel
+    panel.start_button.click()
+    wait_phase(qtbot, window, Phase.RUNNING)
+    members = [join(window.supervisor, "room-stop", sub) for sub in ("teacher", "alice", "bob")]
+    qtbot.waitUntil(lambda: window.supervisor.connection_count == 3)
+
+    panel.stop_button.click()
+    box = window.environments_view.confirmation
+    assert box.isVisible()
+    assert "Stop the local sandbox?" in box.text()
+    assert "3 connected members will be disconnected." in box.text()
+    assert box.defaultButton() is box.button(QMessageBox.StandardButton.Cancel)
+    assert sorted(b.text() for b in box.buttons()) == ["Cancel", "Stop sandbox"]
+    answer(qtbot, window, "Cancel")
+    assert window.supervisor.state.phase is Phase.RUNNING
+    assert all(member.ping()["ts"] > 0 for member in members)  # still connected
+
+    # The toolbar asks the same question; Stop goes ahead and every member is told.
+    members[0].close()
+    qtbot.waitUntil(lambda: window.supervisor.connection_count == 2)
+    window.stop_sandbox_action.trigger()
+    box = window.environments_view.confirmation
+    assert "2 connected members will be disconnected." in box.text()
+    answer(qtbot, window, "Stop sandbox")
+    assert window.supervisor.state.phase is Phase.STOPPING
+    assert [member.wait_closed() for member in members[1:]] == [1001, 1001]
+    wait_phase(qtbot, window, Phase.STOPPED)
+
+
+def test_restart_under_a_connected_member_asks_first(
+    qtbot, open_window, redis_server, join
+) -> None:
+    window = open_window(redis_url=redis_server)
+    panel = window.environments_view.sandbox_panel
+    panel.start_button.click()
+    wait_phase(qtbot, window, Phase.RUNNING)
+    member = join(window.supervisor, "room-restart", "alice")
+    qtbot.waitUntil(lambda: window.supervisor.connection_count == 1)
+
+    window.restart_sandbox_action.trigger()
+    box = window.environments_view.confirmation
+    assert "Restart the local sandbox?" in box.text()
+    assert "1 connected member will be disconnected." in box.text()
+    answer(qtbot, window, "Cancel")
+    assert window.supervisor.state.phase is Phase.RUNNING
+
+    phases: list[Phase] = []
+    window.supervisor.state_changed.connect(lambda state: phases.append(state.phase))
+    panel.restart_button.click()
+    answer(qtbot, window, "Restart sandbox")
+    assert member.wait_closed() == 1001
+    qtbot.waitUntil(lambda: phases[-1:] == [Phase.RUNNING], timeout=START_TIMEOUT)
+    assert phases == [Phase.STOPPING, Phase.STOPPED, Phase.STARTING, Phase.RUNNING]
+    assert window.supervisor.connection_count == 0
