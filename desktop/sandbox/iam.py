@@ -76,6 +76,11 @@ def _only(pairs: list[tuple[str, str]], name: str) -> str | None:
     return values[0] if values else None
 
 
+def _bytes(text: str) -> bytes:
+    """For compare_digest; aiohttp hands undecodable header bytes on as surrogates."""
+    return text.encode("utf-8", "surrogateescape")
+
+
 def _timestamp(amz_date: str) -> datetime.datetime:
     """``X-Amz-Date`` (``20240131T235959Z``) as a UTC time; strptime would cost a fifth of a
     verification."""
@@ -122,7 +127,7 @@ def verify(
     if len(scope) != 5 or scope[4] != "aws4_request":
         raise Forbidden("IncompleteSignatureException", "Credential is not a SigV4 scope.")
     access_key, date, scope_region, scope_service, _ = scope
-    if not hmac.compare_digest(access_key.encode(), credentials.access_key.encode()):
+    if not hmac.compare_digest(_bytes(access_key), _bytes(credentials.access_key)):
         raise Forbidden(
             "UnrecognizedClientException", "The security token included in the request is invalid."
         )
@@ -153,7 +158,7 @@ def verify(
     token = _only(pairs, "x-amz-security-token")
     expected_token = getattr(credentials, "token", None) or None
     if (token is None) != (expected_token is None) or (
-        token is not None and not hmac.compare_digest(token.encode(), expected_token.encode())
+        token is not None and not hmac.compare_digest(_bytes(token), _bytes(expected_token))
     ):
         raise Forbidden(
             "UnrecognizedClientException", "The security token included in the request is invalid."

@@ -228,3 +228,14 @@ def test_unreadable_dates_are_refused(recorder, endpoint, stamp):
     received = sent_by_boto3(recorder, endpoint)
     dated = [(k, stamp if k.lower() == "x-amz-date" else v) for k, v in received.headers]
     refused(dataclasses.replace(received, headers=dated), "IncompleteSignatureException")
+
+
+def test_undecodable_header_bytes_are_refused_not_an_error(recorder, endpoint):
+    received = sent_by_boto3(recorder, endpoint)
+    odd = [
+        (k, v.replace("AKIDSANDBOX", "AKID\udcffX") if k.lower() == "authorization" else v)
+        for k, v in received.headers
+    ]
+    refused(dataclasses.replace(received, headers=odd), "UnrecognizedClientException")
+    odd = [*received.headers, ("X-Amz-Security-Token", "\udcff")]
+    refused(dataclasses.replace(received, headers=odd), "UnrecognizedClientException")
