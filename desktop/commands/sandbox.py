@@ -14,7 +14,8 @@ import signal
 import sys
 import threading
 
-from desktop.sandbox.gateway import Sandbox, SandboxConfig, is_loopback
+from desktop.sandbox.gateway import Sandbox, SandboxConfig
+from desktop.sandbox.guard import exposed
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -159,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
             f"Ctrl-C stops the sandbox.",
             flush=True,
         )
-        if not is_loopback(args.host):
+        if exposed(args.host):
             print(
                 f"Warning: the sandbox listens on {args.host}:{sandbox.port}, reachable from other "
                 "computers, without TLS: the WebSocket endpoint (anyone with a token), the "

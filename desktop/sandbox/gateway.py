@@ -33,7 +33,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import ipaddress
+import getpass
+import hmac
 import json
 import logging
 import re
@@ -48,7 +49,17 @@ from urllib.parse import unquote
 from aiohttp import WSMsgType, web
 from aiohttp.http_websocket import WebSocketError
 
-from desktop.sandbox import connections, events, loopback, metrics, policy, throttling
+from desktop.sandbox import (
+    connections,
+    events,
+    guard,
+    iam,
+    loopback,
+    metrics,
+    policy,
+    redaction,
+    throttling,
+)
 from desktop.sandbox.connections import Connection
 from desktop.sandbox.events import Handshake
 from desktop.sandbox.processes import Overloaded, WorkerDied, WorkerPool
@@ -87,6 +98,8 @@ class SandboxConfig:
     stage: str = "local"
     redis_url: str | None = None
     token_secret: str | None = None
+    # The key /_admin and /_metrics want (default: made once in the user's config folder).
+    admin_key: str | None = None
     idle_timeout: float = 600.0
     max_lifetime: float = 7200.0
     # Handler invocations run in this many worker processes.
@@ -102,6 +115,9 @@ class SandboxConfig:
     metrics_namespace: str = "ClassroomConsole"
     # Listening beyond loopback must be asked for: it exposes the sandbox to the network.
     expose: bool = False
+    # A request whose head, or body, has not arrived by then is cut; so is an idle keep-alive
+    # connection (aiohttp's keep-alive timer runs until a request's head has been read).
+    header_timeout: float = 10.0
 
 
 @dataclass
@@ -188,18 +204,6 @@ def _not_allowed() -> web.Response:
     return web.Response(status=405, text="405: Method Not Allowed")
 
 
-def is_loopback(address: str | None) -> bool:
-    """Whether an address (or a name that is ``localhost``) stays on this computer."""
-    if address == "localhost":
-        return True
-    try:
-        ip = ipaddress.ip_address((address or "").split("%")[0])
-    except ValueError:
-        return False
-    mapped = getattr(ip, "ipv4_mapped", None)
-    return (mapped or ip).is_loopback
-
-
 def _url_host(host: str) -> str:
     """The host to put in URLs: a wildcard address is reached through loopback."""
     if host in ("", "0.0.0.0"):
@@ -228,6 +232,9 @@ class Sandbox:
         self.token_secret: str | None = None
         self.token_secret_location: str | None = None
         self.redis_description: str | None = None
+        self.admin_key: str | None = None
+        self.admin_key_location: str | None = None
+        self._redactor: redaction.Redactor | None = None
         self._redis = None
         self._workers: WorkerPool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -243,7 +250,11 @@ class Sandbox:
             self.config.throttle_rate, self.config.throttle_burst
         )
         self.connections = connections.ConnectionsApi(
-            self.config.stage, self._connections, self.metrics, self._close_later
+            self.config.stage,
+            self._connections,
+            self.metrics,
+            self._close_later,
+            self._signed_by_the_sandbox,
         )
         self._stopping = False
         self._state = "new"
@@ -276,6 +287,18 @@ class Sandbox:
     @property
     def region(self) -> str:
         return self.config.region
+
+    @property
+    def management_credentials(self):
+        """The keys ``@connections`` requests must be signed with (SigV4), as IAM would want an
+        identity allowed ``execute-api:ManageConnections``; derived from the admin key, so the
+        user's own processes have them and no one else."""
+        from botocore.credentials import Credentials
+
+        if self.admin_key is None:
+            raise SandboxError("The sandbox has not started: it has no management keys yet.")
+        derived = hmac.new(self.admin_key.encode(), b"management-api", "sha256").hexdigest()
+        return Credentials("SANDBOXMANAGEMENT", derived)
 
     def _base(self, scheme: str) -> str:
         return f"{scheme}://{_url_host(self.config.host)}:{self.port}"
@@ -340,7 +363,7 @@ class Sandbox:
             raise SandboxError("The sandbox needs at least one worker process for its handlers.")
         if config.queue_limit < 1:
             raise SandboxError("The invocation queue needs room for at least one invocation.")
-        if not config.expose and not is_loopback(config.host):
+        if not config.expose and guard.exposed(config.host):
             raise SandboxError(
                 f"Listening on {config.host} would expose the sandbox beyond this computer.",
                 hint="Ask for it explicitly (--expose), or listen on 127.0.0.1.",
@@ -359,6 +382,17 @@ class Sandbox:
             else:
                 found = secret.load()
                 self.token_secret, self.token_secret_location = found.value, found.location
+            if self.config.admin_key:
+                self.admin_key, self.admin_key_location = (
+                    self.config.admin_key,
+                    "given by the caller",
+                )
+            else:
+                key = secret.load_admin_key()
+                self.admin_key, self.admin_key_location = key.value, key.location
+            self._redactor = redaction.install(
+                [self.token_secret, self.admin_key, self.management_credentials.secret_key]
+            )
             self._redis = redis_server.provide(self.config.redis_url)
             self.redis_description = self._redis.description
             self._workers = WorkerPool(
@@ -448,6 +482,9 @@ class Sandbox:
         if self._redis is not None:
             self._redis.stop()
             self._redis = None
+        if self._redactor is not None:
+            redaction.uninstall(self._redactor)
+            self._redactor = None
 
     # ----- the event loop thread ----------------------------------------------------------
 
@@ -482,7 +519,12 @@ class Sandbox:
     async def _runner_for_loop(self) -> web.ServerRunner:
         # aiohttp's low-level server takes its loop from the running one.
         # No lingering: a body refused unread (413) is not waited for; the connection closes.
-        server = web.Server(self._dispatch, access_log=None, lingering_time=0)
+        server = web.Server(
+            self._dispatch,
+            access_log=None,
+            lingering_time=0,
+            keepalive_timeout=self.config.header_timeout,
+        )
         return web.ServerRunner(server, handle_signals=False, shutdown_timeout=2.0)
 
     async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
@@ -840,22 +882,42 @@ class Sandbox:
 
     # ----- console endpoints ------------------------------------------------------------------------
 
+    def _refused(self, request: web.BaseRequest) -> web.Response | None:
+        """The console endpoints' guard (``desktop.sandbox.guard``), as an answer or None."""
+        refusal = guard.check(
+            method=request.method,
+            host=request.headers.get("Host"),
+            origin=request.headers.get("Origin"),
+            content_type=request.headers.get("Content-Type"),
+            remote=request.remote,
+            authorization=request.headers.get("Authorization"),
+            admin_key=self.admin_key or "",
+            port=self.port or 0,
+            bound_host=self.config.host,
+        )
+        if refusal is None:
+            return None
+        error = "unauthorized" if refusal.status == 401 else "forbidden"
+        return web.json_response(
+            {"ok": False, "error": error, "message": refusal.reason},
+            status=refusal.status,
+            headers=refusal.headers,
+        )
+
     async def _admin(self, request: web.BaseRequest) -> web.Response:
-        if not is_loopback(request.remote):
-            return web.json_response(
-                {
-                    "ok": False,
-                    "error": "forbidden",
-                    "message": "the admin endpoint is loopback only",
-                },
-                status=403,
-            )
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
         try:
-            body = await request.json()
+            async with asyncio.timeout(self.config.header_timeout):
+                body = await request.json()
         except (ValueError, RecursionError):
             return web.json_response(
                 {"ok": False, "error": "bad_json", "message": "the body is not JSON"}, status=400
             )
+        if isinstance(body, dict) and "staff" in body:
+            # The audit log names who runs the sandbox, whatever the caller says it is.
+            body["staff"] = operator()
         outcome = await self._invoke("admin", body)
         if outcome.throttled:
             return web.json_response(
@@ -877,5 +939,33 @@ class Sandbox:
         return web.json_response(outcome.result, dumps=lambda v: json.dumps(v, default=str))
 
     async def _metrics(self, request: web.BaseRequest) -> web.Response:
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
         return web.json_response(self.metrics.snapshot())
 
+    async def _signed_by_the_sandbox(self, request: web.BaseRequest, body: bytes) -> bool:
+        """A ``@connections`` request signed with the sandbox's management keys (SigV4)."""
+        url = f"http://{request.headers.get('Host', '')}{request.raw_path}"
+        try:
+            iam.verify(
+                request.method,
+                url,
+                list(request.headers.items()),
+                body,
+                self.management_credentials,
+                self.region,
+            )
+        except iam.Forbidden as refused:
+            log.info("@connections request refused: %s", refused.message)
+            return False
+        return True
+
+
+def operator() -> str:
+    """The sandbox's own identity for audit logs: the user running it, on this sandbox."""
+    try:
+        user = getpass.getuser()
+    except Exception:  # no user name in this environment
+        user = "someone"
+    return f"{user}@sandbox"

@@ -38,7 +38,10 @@ class Refusal:
 
 
 def is_loopback(address: str | None) -> bool:
-    """127.0.0.0/8, ::1, and IPv4 loopback mapped into IPv6 (a dual-stack socket's view)."""
+    """127.0.0.0/8, ::1, IPv4 loopback mapped into IPv6 (a dual-stack socket's view), and the
+    name ``localhost``."""
+    if address == "localhost":
+        return True
     try:
         ip = ipaddress.ip_address((address or "").split("%")[0])
     except ValueError:

@@ -24,13 +24,16 @@ from desktop.sandbox.gateway import Sandbox, SandboxConfig
 
 HERE = Path(__file__).resolve().parent
 SECRET = "sandbox-test-secret-0123456789abcdef0123456789abcdef0123456789abcdef"
+ADMIN_KEY = "sandbox-test-admin-key-0123456789abcdef"
 RECEIVE_TIMEOUT = 5.0
 USER_AGENT = "classroom-tests/1.0"
 
 
 @pytest.fixture(scope="module")
 def sandbox_config(redis_server: str) -> SandboxConfig:
-    return SandboxConfig(host="127.0.0.1", port=0, redis_url=redis_server, token_secret=SECRET)
+    return SandboxConfig(
+        host="127.0.0.1", port=0, redis_url=redis_server, token_secret=SECRET, admin_key=ADMIN_KEY
+    )
 
 
 @pytest.fixture(scope="module")
@@ -53,16 +56,36 @@ def mint(sub: str, role: str = "student", rooms: list[str] | None = None, **opti
     return tokens.mint(options.pop("secret", SECRET), sub=sub, role=role, rooms=rooms, **options)
 
 
-def admin(sandbox: Sandbox, request: dict | bytes) -> tuple[int, dict]:
-    """POSTs to the sandbox's ``/_admin``; returns the status and the JSON answer."""
-    body = request if isinstance(request, bytes) else json.dumps(request).encode()
-    post = urllib.request.Request(sandbox.admin_url, data=body, method="POST")
+def console_request(
+    sandbox: Sandbox, url: str, body: bytes | None = None, headers: dict | None = None
+) -> tuple[int, dict]:
+    """A request to a console endpoint as the console makes it (the admin key, JSON); returns
+    the status and the JSON answer. ``headers`` adds to or replaces the console's."""
+    sent = {"Authorization": f"Bearer {sandbox.admin_key}"}
+    if body is not None:
+        sent["Content-Type"] = "application/json"
+    sent.update(headers or {})
+    request = urllib.request.Request(
+        url, data=body, method="POST" if body is not None else "GET", headers=sent
+    )
     try:
-        with urllib.request.urlopen(post, timeout=10) as answer:
+        with urllib.request.urlopen(request, timeout=10) as answer:
             return answer.status, json.loads(answer.read())
     except urllib.error.HTTPError as error:
         with error:
             return error.code, json.loads(error.read())
+
+
+def admin(sandbox: Sandbox, request: dict | bytes, headers: dict | None = None) -> tuple[int, dict]:
+    """POSTs to the sandbox's ``/_admin``; returns the status and the JSON answer."""
+    body = request if isinstance(request, bytes) else json.dumps(request).encode()
+    return console_request(sandbox, sandbox.admin_url, body, headers)
+
+
+def metrics_document(sandbox: Sandbox) -> dict:
+    status, document = console_request(sandbox, sandbox.metrics_url)
+    assert status == 200, document
+    return document
 
 
 class ClassroomSocket:

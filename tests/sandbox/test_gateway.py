@@ -17,7 +17,14 @@ from botocore.config import Config
 
 from desktop.sandbox.gateway import Sandbox, route_key
 from tests.sandbox import integrations
-from tests.sandbox.conftest import SECRET, USER_AGENT, ClassroomSocket, admin, mint
+from tests.sandbox.conftest import (
+    SECRET,
+    USER_AGENT,
+    ClassroomSocket,
+    admin,
+    metrics_document,
+    mint,
+)
 from tests.waiting import eventually
 
 
@@ -102,8 +109,8 @@ def management_client(sandbox: Sandbox):
         "apigatewaymanagementapi",
         endpoint_url=sandbox.endpoint_url,
         region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
+        aws_access_key_id=sandbox.management_credentials.access_key,
+        aws_secret_access_key=sandbox.management_credentials.secret_key,
         config=Config(retries={"total_max_attempts": 1}),
     )
 
@@ -272,8 +279,7 @@ def test_metrics_endpoint_serves_per_minute_api_gateway_and_handler_metrics(clas
     teacher = classroom("teacher-1", "teacher")
     teacher.request({"action": "ping"}, "pong")
     handshake_status(sandbox, "room=x")
-    with urllib.request.urlopen(sandbox.metrics_url, timeout=5) as answer:
-        document = json.loads(answer.read())
+    document = metrics_document(sandbox)
     assert document["namespace"] == "AWS/ApiGateway" and document["period"] == 60
     series = {m["name"]: m for m in document["metrics"]}
     for name, unit in [

@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import urllib.request
 
 import pytest
 
 from desktop.sandbox.gateway import Sandbox, SandboxConfig
 from tests.sandbox import integrations
-from tests.sandbox.conftest import SECRET
+from tests.sandbox.conftest import ADMIN_KEY, SECRET, metrics_document
 from tests.waiting import eventually
 
 
 @pytest.fixture(scope="module")
 def sandbox_config(redis_server: str) -> SandboxConfig:
     return SandboxConfig(
-        host="127.0.0.1", port=0, redis_url=redis_server, token_secret=SECRET, worker_processes=1
+        host="127.0.0.1",
+        port=0,
+        redis_url=redis_server,
+        token_secret=SECRET,
+        admin_key=ADMIN_KEY,
+        worker_processes=1,
     )
 
 
@@ -27,8 +30,7 @@ def wait_for_workers(sandbox: Sandbox, timeout: float = 30.0) -> None:
 
 
 def metric_sums(sandbox: Sandbox) -> dict[str, float]:
-    with urllib.request.urlopen(sandbox.metrics_url, timeout=5) as answer:
-        document = json.loads(answer.read())
+    document = metrics_document(sandbox)
     return {m["name"]: sum(p["sum"] for p in m["points"]) for m in document["metrics"]}
 
 
