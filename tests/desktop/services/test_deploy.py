@@ -9,7 +9,6 @@ one event per resource, rolling back on failure).
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import boto3
@@ -28,6 +27,7 @@ from desktop.services.errors import ConfigurationError, DeployError
 from desktop.services.outputs_store import OutputsStore
 from tests.desktop.services import moto_cloudformation
 from tests.desktop.services.deploy_support import TEMPLATES, copy_backend, stack_name
+from tests.waiting import eventually
 
 POLL = 0.2
 
@@ -183,10 +183,11 @@ def test_abort_stops_watching_but_not_the_deploy(engine):
             abort.set()
     assert not [item for item in seen if isinstance(item, DeployResult)]
     assert len([item for item in seen if isinstance(item, StackEvent)]) == 1
-    deadline = time.monotonic() + 10
-    while engine.status().status != "CREATE_COMPLETE":
-        assert time.monotonic() < deadline, "the stack did not finish after the watch stopped"
-        time.sleep(POLL)
+    eventually(
+        lambda: engine.status().status == "CREATE_COMPLETE",
+        interval=POLL,
+        message="the stack to finish after the watch stopped",
+    )
 
 
 def test_a_template_too_big_to_send_inline_goes_through_s3(engine, target, monkeypatch):
