@@ -1,0 +1,27 @@
+"""Fixtures for every console test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from desktop import messages, workers
+
+
+@pytest.fixture
+def posted(qtbot, request: pytest.FixtureRequest) -> Iterator[list[messages.Message]]:
+    """Everything posted to the messages path during the test, in order.
+
+    A dialog on that path means a bug, so the test fails if one was posted, unless it is marked
+    ``dialog_expected`` (it makes one on purpose). Before that check every worker's signals
+    have been delivered, so an error a worker reports late is seen too.
+    """
+    seen: list[messages.Message] = []
+    messages.bus().posted.connect(seen.append)
+    yield seen
+    qtbot.waitUntil(lambda: workers.active_count() == 0)
+    messages.bus().posted.disconnect(seen.append)
+    if request.node.get_closest_marker("dialog_expected") is None:
+        bugs = [message.text for message in seen if message.dialog]
+        assert not bugs, bugs
