@@ -157,12 +157,17 @@ def default_source_root() -> Path:
 
 
 class _TemplateLoader(yaml.SafeLoader):
-    """YAML that accepts CloudFormation's short forms (``!Ref``, ``!Sub`` ...)."""
+    """YAML that reads CloudFormation's short forms as their long ones: ``!Ref x`` as
+    ``{"Ref": x}``, ``!Name v`` as ``{"Fn::Name": v}``, ``!GetAtt a.b`` as
+    ``{"Fn::GetAtt": [a, b]}``."""
 
 
 def _short_form(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict:
+    value: object
     if isinstance(node, yaml.ScalarNode):
         value = loader.construct_scalar(node)
+        if suffix == "GetAtt":  # the long form is a list: [resource, attribute]
+            value = value.split(".", 1)
     elif isinstance(node, yaml.SequenceNode):
         value = loader.construct_sequence(node, deep=True)
     else:

@@ -22,6 +22,7 @@ from desktop.services.deploy import (
     DeployResult,
     Progress,
     StackEvent,
+    load_template,
 )
 from desktop.services.errors import ConfigurationError, DeployError
 from desktop.services.outputs_store import OutputsStore
@@ -67,6 +68,40 @@ def deployed(engine: DeployEngine, parameters: dict | None = None) -> DeployResu
     _, _, result = run(engine.execute(engine.plan(parameters or {})))
     assert result is not None and result.ok, result
     return result
+
+
+def test_a_template_reads_with_its_short_forms_in_their_long_forms():
+    template = load_template(
+        """
+Resources:
+  Inbox:
+    Type: AWS::SQS::Queue
+    Properties:
+      QueueName: !Sub "${AWS::StackName}-inbox"
+      RedrivePolicy:
+        deadLetterTargetArn: !GetAtt Dead.Arn
+        Source: !GetAtt [Dead, QueueUrl]
+      Tags: [{Key: stage, Value: !Join ["-", [!Ref Stage, !Select [0, !GetAZs ""]]]}]
+"""
+    )
+    properties = template["Resources"]["Inbox"]["Properties"]
+    assert properties["QueueName"] == {"Fn::Sub": "${AWS::StackName}-inbox"}
+    assert properties["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": ["Dead", "Arn"]},
+        "Source": {"Fn::GetAtt": ["Dead", "QueueUrl"]},
+    }
+    assert properties["Tags"][0]["Value"] == {
+        "Fn::Join": ["-", [{"Ref": "Stage"}, {"Fn::Select": [0, {"Fn::GetAZs": ""}]}]]
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [("Resources: [unclosed", "is not valid YAML at line 1"), ("Outputs: {}", "has no Resources section")],
+)
+def test_a_template_that_is_not_one_is_a_sentence(text, problem):
+    with pytest.raises(ConfigurationError, match=f"The stack's template {problem}"):
+        load_template(text, "The stack's template")
 
 
 def test_deploy_shows_the_change_set_then_streams_events_progress_and_outputs(engine, target):
