@@ -170,8 +170,12 @@ def _short_form(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict:
             value = value.split(".", 1)
     elif isinstance(node, yaml.SequenceNode):
         value = loader.construct_sequence(node, deep=True)
-    else:
+    elif isinstance(node, yaml.MappingNode):
         value = loader.construct_mapping(node, deep=True)
+    else:  # YAML has no other kind of node
+        raise yaml.constructor.ConstructorError(
+            problem=f"!{suffix} on an unknown kind of node", problem_mark=node.start_mark
+        )
     return {"Ref" if suffix == "Ref" else f"Fn::{suffix}": value}
 
 
@@ -348,7 +352,7 @@ class DeployEngine:
                 values["ArtifactBucket"] = uploaded.bucket
             if "ArtifactKey" in declared:
                 values["ArtifactKey"] = uploaded.key
-            parameter_list = []
+            parameter_list: list[dict[str, str | bool]] = []
             for name in declared:
                 if name in values:
                     parameter_list.append({"ParameterKey": name, "ParameterValue": values[name]})
