@@ -97,7 +97,10 @@ Resources:
 
 @pytest.mark.parametrize(
     ("text", "problem"),
-    [("Resources: [unclosed", "is not valid YAML at line 1"), ("Outputs: {}", "has no Resources section")],
+    [
+        ("Resources: [unclosed", "is not valid YAML at line 1"),
+        ("Outputs: {}", "has no Resources section"),
+    ],
 )
 def test_a_template_that_is_not_one_is_a_sentence(text, problem):
     with pytest.raises(ConfigurationError, match=f"The stack's template {problem}"):
