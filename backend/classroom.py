@@ -48,7 +48,7 @@ def fan_out(
     ``lead`` (connection id, frame), the sender's ack, goes first in the same fan-out.
     """
     result = deliver(poster, targets, payload, concurrency, lead=lead)
-    if result.lead_failure is not None:
+    if lead is not None and result.lead_failure is not None:
         logger.warning(
             "reply failed", extra={"connectionId": lead[0], "error": result.lead_failure}
         )

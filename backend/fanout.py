@@ -14,6 +14,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Literal, NamedTuple
 
 from backend.poster import Gone, Poster, PostError, PostFailed, Throttled
 
@@ -32,6 +33,17 @@ class FanoutResult:
     failed: dict[str, str] = field(default_factory=dict)
     throttled_retries: int = 0
     lead_failure: str | None = None  # why the lead frame was not delivered (not when gone)
+
+
+class _Outcome(NamedTuple):
+    """A post's last attempt: delivered (after ``retries`` throttled ones), gone, or failed."""
+
+    kind: Literal["delivered", "gone", "failed"]
+    retries: int = 0
+    why: str = ""  # when failed
+
+
+_GONE = _Outcome("gone")
 
 
 def _executor(concurrency: int) -> ThreadPoolExecutor:
@@ -73,6 +85,7 @@ def deliver(
     if lead is not None:
         posts.insert(0, (lead[0], _encoded(lead[1])))
     post_many = getattr(poster, "post_many", None)
+    outcomes: list[_Outcome]
     if not posts:
         outcomes = []
     elif len(posts) == 1:
@@ -85,29 +98,30 @@ def deliver(
         outcomes += pool.map(lambda post: _attempt(poster, *post), posts[len(outcomes) :])
     result = FanoutResult()
     if lead is not None:
-        outcome, detail = outcomes.pop(0)
-        if outcome == "failed":
-            result.lead_failure = detail
-    for connection_id, (outcome, detail) in zip(connection_ids, outcomes, strict=True):
-        if outcome == "delivered":
+        led = outcomes.pop(0)
+        if led.kind == "failed":
+            result.lead_failure = led.why
+    for connection_id, outcome in zip(connection_ids, outcomes, strict=True):
+        if outcome.kind == "delivered":
             result.delivered += 1
-            result.throttled_retries += detail
-        elif outcome == "gone":
+            result.throttled_retries += outcome.retries
+        elif outcome.kind == "gone":
             result.gone.append(connection_id)
         else:
-            result.failed[connection_id] = detail
+            result.failed[connection_id] = outcome.why
     return result
 
 
-def _together(post_many, posts: list[tuple[str, bytes]], concurrency: int) -> list:
+def _together(post_many, posts: list[tuple[str, bytes]], concurrency: int) -> list[_Outcome]:
     """Outcomes as ``_attempt`` gives them, with the throttled posts retried together."""
-    outcomes: list = [None] * len(posts)
+    outcomes: dict[int, _Outcome] = {}  # by the post's place
     pending = list(range(len(posts)))
     for attempt in range(THROTTLE_ATTEMPTS):
+        errors: list[Exception | None]
         try:
             errors = post_many([posts[index] for index in pending], concurrency)
-        except Exception as error:  # a fan-out never dies of its poster
-            errors = [PostFailed(f"{type(error).__name__}: {error}")] * len(pending)
+        except Exception as failure:  # a fan-out never dies of its poster
+            errors = [PostFailed(f"{type(failure).__name__}: {failure}")] * len(pending)
         throttled = []
         for index, error in zip(pending, errors, strict=True):
             if isinstance(error, Throttled) and attempt < THROTTLE_ATTEMPTS - 1:
@@ -118,15 +132,15 @@ def _together(post_many, posts: list[tuple[str, bytes]], concurrency: int) -> li
             break
         _backoff(attempt)
         pending = throttled
-    return outcomes
+    return [outcomes[index] for index in range(len(posts))]
 
 
-def _post_one(poster: Poster, connection_id: str, payload: bytes) -> tuple[str, int]:
-    """Posts with retries on throttling; returns (outcome, retries)."""
+def _post_one(poster: Poster, connection_id: str, payload: bytes) -> int:
+    """Posts with retries on throttling; returns how many retries it took."""
     for attempt in range(THROTTLE_ATTEMPTS):
         try:
             poster.post(connection_id, payload)
-            return "delivered", attempt
+            return attempt
         except Throttled:
             if attempt == THROTTLE_ATTEMPTS - 1:
                 raise
@@ -134,22 +148,22 @@ def _post_one(poster: Poster, connection_id: str, payload: bytes) -> tuple[str, 
     raise AssertionError("unreachable")
 
 
-def _attempt(poster: Poster, connection_id: str, data: bytes) -> tuple[str, object]:
+def _attempt(poster: Poster, connection_id: str, data: bytes) -> _Outcome:
     try:
-        _, retries = _post_one(poster, connection_id, data)
+        retries = _post_one(poster, connection_id, data)
     except Exception as error:  # a fan-out never dies of one member
         return _outcome(error, 0)
     return _outcome(None, retries)
 
 
-def _outcome(error: Exception | None, retries: int) -> tuple[str, object]:
-    """("delivered", retries), ("gone", None) or ("failed", why) for a post's last attempt."""
+def _outcome(error: Exception | None, retries: int) -> _Outcome:
+    """The outcome of a post whose last attempt ended in ``error`` (None: delivered)."""
     if error is None:
-        return "delivered", retries
+        return _Outcome("delivered", retries)
     if isinstance(error, Gone):
-        return "gone", None
+        return _GONE
     if isinstance(error, Throttled):
-        return "failed", "throttled after retries"
+        return _Outcome("failed", why="throttled after retries")
     if isinstance(error, PostError):
-        return "failed", str(error) or type(error).__name__
-    return "failed", f"{type(error).__name__}: {error}"
+        return _Outcome("failed", why=str(error) or type(error).__name__)
+    return _Outcome("failed", why=f"{type(error).__name__}: {error}")

@@ -64,8 +64,9 @@ class Ping:
 Request = Send | Sync | Who | Ping
 
 
-def dumps(frame: dict) -> str:
-    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+def dumps(value: object) -> str:
+    """Compact JSON text for a frame or a part of one, with non-ASCII text as it is."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def parse(body: str | bytes | None, room: str) -> Request:

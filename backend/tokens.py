@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
+from typing import TypeGuard
 
 import jwt
 
@@ -28,7 +29,7 @@ class Identity:
     name: str | None = None
 
 
-def valid_room(room: object) -> bool:
+def valid_room(room: object) -> TypeGuard[str]:
     return isinstance(room, str) and bool(ROOM_ID.match(room))
 
 

@@ -157,16 +157,25 @@ def default_source_root() -> Path:
 
 
 class _TemplateLoader(yaml.SafeLoader):
-    """YAML that accepts CloudFormation's short forms (``!Ref``, ``!Sub`` ...)."""
+    """YAML that reads CloudFormation's short forms as their long ones: ``!Ref x`` as
+    ``{"Ref": x}``, ``!Name v`` as ``{"Fn::Name": v}``, ``!GetAtt a.b`` as
+    ``{"Fn::GetAtt": [a, b]}``."""
 
 
 def _short_form(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict:
+    value: object
     if isinstance(node, yaml.ScalarNode):
         value = loader.construct_scalar(node)
+        if suffix == "GetAtt":  # the long form is a list: [resource, attribute]
+            value = value.split(".", 1)
     elif isinstance(node, yaml.SequenceNode):
         value = loader.construct_sequence(node, deep=True)
-    else:
+    elif isinstance(node, yaml.MappingNode):
         value = loader.construct_mapping(node, deep=True)
+    else:  # YAML has no other kind of node
+        raise yaml.constructor.ConstructorError(
+            problem=f"!{suffix} on an unknown kind of node", problem_mark=node.start_mark
+        )
     return {"Ref" if suffix == "Ref" else f"Fn::{suffix}": value}
 
 
@@ -343,7 +352,7 @@ class DeployEngine:
                 values["ArtifactBucket"] = uploaded.bucket
             if "ArtifactKey" in declared:
                 values["ArtifactKey"] = uploaded.key
-            parameter_list = []
+            parameter_list: list[dict[str, str | bool]] = []
             for name in declared:
                 if name in values:
                     parameter_list.append({"ParameterKey": name, "ParameterValue": values[name]})

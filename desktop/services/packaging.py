@@ -99,8 +99,10 @@ def _distribution_files(name: str) -> list[tuple[str, Path]]:
                 "not for Lambda.",
                 hint=f"Install the pure-Python build of {name} and deploy again.",
             )
-        path = Path(distribution.locate_file(relative))
-        if not path.is_file():
+        located = distribution.locate_file(relative)
+        # Only files on disk can be packaged (an install inside a zip has none to copy).
+        path = Path(located) if isinstance(located, os.PathLike) else None
+        if path is None or not path.is_file():
             raise ConfigurationError(
                 f"{name} is incomplete: {relative} is missing.",
                 hint=f"Reinstall it (pip install --force-reinstall {name}).",
@@ -194,7 +196,7 @@ def ensure_bucket(
                 ) from error
             if _code(error) not in ("404", "NoSuchBucket", "NotFound"):
                 raise
-        options = {"Bucket": name, "ObjectOwnership": "BucketOwnerEnforced"}
+        options: dict[str, object] = {"Bucket": name, "ObjectOwnership": "BucketOwnerEnforced"}
         if region != "us-east-1":
             options["CreateBucketConfiguration"] = {"LocationConstraint": region}
         try:

@@ -25,9 +25,12 @@ class ParameterError(ConfigurationError):
 
 
 def _number(value: object) -> float | None:
+    """``value`` (a user's text, or a template's number or text) as a number; None if it is not."""
+    if not isinstance(value, str | int | float):
+        return None
     try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+        return float(value)
+    except ValueError:
         return None
 
 
@@ -73,11 +76,12 @@ class ParameterSpec:
             if number is None:
                 return f"{name} must be a number, not “{value}”."
             low, high = self.min_value, self.max_value
-            if (low is not None and number < low) or (high is not None and number > high):
-                if low is not None and high is not None:
+            if low is not None and high is not None:
+                if not low <= number <= high:
                     return f"{name} must be from {_shown(low)} to {_shown(high)}."
-                if low is not None:
-                    return f"{name} must be at least {_shown(low)}."
+            elif low is not None and number < low:
+                return f"{name} must be at least {_shown(low)}."
+            elif high is not None and number > high:
                 return f"{name} must be at most {_shown(high)}."
             return None
         if self.min_length is not None and len(value) < self.min_length:

@@ -30,6 +30,7 @@ from backend.poster import (
     endpoint_for,
 )
 from tests.backend.conftest import load_event
+from tests.waiting import eventually
 
 
 @pytest.mark.parametrize("token", [None, "session-token"])
@@ -148,6 +149,7 @@ def test_fan_out_reports_each_outcome(poster, management):
 CLOSE = "close without answering"
 RESET = "reset without answering"
 HANG = "never answer"
+IDLE = "closed for idleness"
 
 
 def http(
@@ -181,7 +183,8 @@ class RawServer:
     to send (then keep the connection), a ``(bytes, "close" or "reset")`` pair (send, then close
     or reset without a ``Connection: close`` header, as a server ending keep-alive does), or
     CLOSE, RESET (without answering) or HANG. ``idle_close`` closes a connection idle for that
-    many seconds; ``pieces`` sends answers that many bytes at a time."""
+    many seconds (``idle_closed`` counts them once closed); ``pieces`` sends answers that many
+    bytes at a time."""
 
     def __init__(
         self, answer=None, tls: ssl.SSLContext | None = None, idle_close=None, pieces=0
@@ -192,6 +195,7 @@ class RawServer:
         self.idle_close = idle_close
         self.requests: list[Request] = []
         self.connections = 0
+        self.idle_closed = 0
         self.lock = threading.Lock()
         self.stopped = threading.Event()
         self.listener = socket.create_server(("127.0.0.1", 0))
@@ -222,16 +226,21 @@ class RawServer:
             threading.Thread(target=self._serve_safely, args=(sock, number), daemon=True).start()
 
     def _serve_safely(self, sock: socket.socket, number: int) -> None:
+        idle = False
         try:
             if self.tls:
                 sock = self.tls.wrap_socket(sock, server_side=True)
-            self._serve(sock, number)
+            idle = self._serve(sock, number) == IDLE
         except OSError:
             pass
         finally:
             sock.close()
+        if idle:  # counted once closed, so a test waiting for it knows the FIN has been sent
+            with self.lock:
+                self.idle_closed += 1
 
-    def _serve(self, sock: socket.socket, number: int) -> None:
+    def _serve(self, sock: socket.socket, number: int) -> str | None:
+        """Answers requests until the connection ends; IDLE when it ended it for idleness."""
         buffer = b""
         while True:
             sock.settimeout(self.idle_close)
@@ -239,7 +248,7 @@ class RawServer:
                 try:
                     chunk = sock.recv(65536)
                 except TimeoutError:
-                    return  # idle too long: close, as a load balancer does
+                    return IDLE  # idle too long: close, as a load balancer does
                 if not chunk:
                     return
                 buffer += chunk
@@ -272,7 +281,7 @@ class RawServer:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 for start in range(0, len(data), self.pieces):
                     sock.sendall(data[start : start + self.pieces])
-                    time.sleep(0.001)
+                    time.sleep(0.001)  # the scenario: each piece arrives in a read of its own
             else:
                 sock.sendall(data)
             if then == "reset":
@@ -379,7 +388,7 @@ def test_a_connection_the_server_closed_while_idle_is_replaced_transparently(raw
     server = raw_server(idle_close=0.1)
     poster = lean(server)
     poster.post("C1", b"1")
-    time.sleep(0.4)  # the server has closed the pooled connection
+    eventually(lambda: server.idle_closed == 1, message="the server to close the pooled connection")
     poster.post("C1", b"2")
     assert server.posted() == [b"1", b"2"]  # each once
     assert server.connections == 2
@@ -635,7 +644,7 @@ def test_https_reconnects_after_the_server_closed_an_idle_connection(raw_server,
     server = raw_server(tls=context, idle_close=0.1)
     poster = lean(server, ssl_context=ssl.create_default_context(cafile=certificate[0]))
     poster.post("C1", b"1")
-    time.sleep(0.4)
+    eventually(lambda: server.idle_closed == 1, message="the server to close the idle connection")
     poster.post("C1", b"2")
     assert server.posted() == [b"1", b"2"]
     assert server.connections == 2

@@ -37,6 +37,7 @@ from tests.backend.test_poster import (  # noqa: F401  (fixtures, re-exported fo
     raw_server,
     tls_server,
 )
+from tests.waiting import eventually
 
 
 def members(count: int, prefix: str = "member") -> list[tuple[str, bytes]]:
@@ -91,7 +92,7 @@ def test_more_posts_than_lanes_never_have_more_in_flight_than_the_concurrency(ra
         with lock:
             in_flight += 1
             peak = max(peak, in_flight)
-        time.sleep(0.01)  # long enough that lanes answering together overlap here
+        time.sleep(0.01)  # the scenario: a slow answer, so lanes in flight together overlap here
         with lock:
             in_flight -= 1
         return OK
@@ -119,7 +120,7 @@ def test_concurrent_fan_outs_share_the_pools_connections(raw_server):
     # Two fan-outs at once (the sandbox's handler threads): the second gets what the first
     # left, at least one lane, instead of opening connections of its own to close after.
     def slowly(request):
-        time.sleep(0.01)
+        time.sleep(0.01)  # the scenario: slow answers, so the two fan-outs overlap
         return OK
 
     server = raw_server(slowly)
@@ -153,7 +154,7 @@ def test_a_cold_start_opens_its_connections_in_parallel(raw_server, certificate)
         with lock:
             handshaking += 1
             peak = max(peak, handshaking)
-        time.sleep(0.05)
+        time.sleep(0.05)  # the scenario: a slow handshake, so handshakes at once overlap
         with lock:
             handshaking -= 1
 
@@ -202,14 +203,20 @@ OUTCOMES = {
 
 
 def test_each_post_gets_its_own_outcome_in_its_own_place(raw_server):
+    posts = members(3) + [(cid, b"{}") for cid in OUTCOMES] + members(3, "late")
+    all_received = threading.Event()
+
     def answer(request):
         if request.body == b'{"n":0}':
-            time.sleep(0.05)  # the first post is answered last: places are not answer order
+            # The first post is answered once every other one has reached the server, so
+            # after them: places are not answer order.
+            all_received.wait(10)
+        elif len(server.requests) == len(posts):
+            all_received.set()
         return OUTCOMES.get(connection_id(request), (OK, None))[0]
 
     server = raw_server(answer)
     poster = lean(server)
-    posts = members(3) + [(cid, b"{}") for cid in OUTCOMES] + members(3, "late")
     errors = poster.post_many(posts, 3)
     expected = [OUTCOMES.get(cid, (OK, None))[1] for cid, _ in posts]
     assert [type(error) if error else None for error in errors] == expected
@@ -293,7 +300,7 @@ def test_lanes_the_server_closed_while_idle_are_replaced_in_the_next_fan_out(raw
     posts = members(8)
     assert poster.post_many(posts, 4) == [None] * len(posts)
     assert len(poster.pool._idle) == 4
-    time.sleep(0.8)  # the server has closed the kept connections
+    eventually(lambda: server.idle_closed == 4, message="the server to close the kept connections")
     assert poster.post_many(posts, 4) == [None] * len(posts)
     assert Counter(server.posted()) == Counter({frame: 2 for _, frame in posts})
     assert server.connections == 8  # each stale lane replaced once

@@ -10,7 +10,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 
 import pytest
 import redis
@@ -18,6 +17,7 @@ from redis.cluster import RedisCluster
 
 from backend.registry import Member, Registry, room_keys
 from tests.conftest import free_port, start_redis
+from tests.waiting import eventually
 
 
 def cluster_port() -> int:
@@ -61,14 +61,16 @@ def cluster():
         )
         # Every node must see the cluster as ok (and know all slots) before it takes commands.
         nodes_seen = [redis.Redis(port=port, decode_responses=True) for port in ports]
-        deadline = time.monotonic() + 20
-        while not all(
-            node.cluster("info").get("cluster_state") == "ok"
-            and node.cluster("info").get("cluster_slots_ok") == "16384"
-            for node in nodes_seen
-        ):
-            assert time.monotonic() < deadline, "the test cluster did not come up"
-            time.sleep(0.1)
+        eventually(
+            lambda: all(
+                node.cluster("info").get("cluster_state") == "ok"
+                and node.cluster("info").get("cluster_slots_ok") == "16384"
+                for node in nodes_seen
+            ),
+            timeout=20,
+            interval=0.1,
+            message="every node of the test cluster to be ok with all 16384 slots",
+        )
         for node in nodes_seen:
             node.close()
         client = RedisCluster(host="127.0.0.1", port=ports[0], decode_responses=True)

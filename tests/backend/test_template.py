@@ -1,10 +1,11 @@
 """Checks of ``backend/template.yaml``: cfn-lint is clean, and the template has the structure the
 backend and the console rely on (routes, authorizer, functions, Redis, IAM, logs, outputs).
 
-cfn-lint runs once per module. The other tests read the template as data: a small loader turns
-CloudFormation's short tags (``!Ref``, ``!Sub``, ...) into their long forms, and a small
-evaluator resolves ``Fn::If``/conditions under chosen parameter values, so cluster mode and the
-replica layout are checked the way CloudFormation would resolve them.
+cfn-lint runs once per module. The other tests read the template as data, with the loader the
+console deploys it with (``desktop.services.deploy.load_template``: CloudFormation's short tags,
+``!Ref``, ``!Sub``, ..., in their long forms), and a small evaluator resolves
+``Fn::If``/conditions under chosen parameter values, so cluster mode and the replica layout are
+checked the way CloudFormation would resolve them.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+
+from desktop.services.deploy import load_template
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "backend" / "template.yaml"
 
@@ -68,26 +70,8 @@ MANAGE_CONNECTIONS_ARN = re.compile(
 )
 
 
-# --------------------------------------------------------------------------- reading
+# --------------------------------------------------------------------------- resolving
 
-
-class CloudFormationLoader(yaml.SafeLoader):
-    """A SafeLoader that reads ``!Ref x`` as ``{"Ref": x}`` and ``!Name v`` as ``{"Fn::Name": v}``."""
-
-
-def _intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict:
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
-        if suffix == "GetAtt":
-            value = value.split(".", 1)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    return {"Ref" if suffix == "Ref" else f"Fn::{suffix}": value}
-
-
-CloudFormationLoader.add_multi_constructor("!", _intrinsic)
 
 _NO_VALUE = object()
 
@@ -180,7 +164,7 @@ def as_list(value: Any) -> list:
 
 @pytest.fixture(scope="module")
 def template() -> dict:
-    return yaml.load(TEMPLATE.read_text(encoding="utf-8"), Loader=CloudFormationLoader)
+    return load_template(TEMPLATE.read_text(encoding="utf-8"), str(TEMPLATE))
 
 
 @pytest.fixture(scope="module")

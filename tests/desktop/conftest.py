@@ -1,4 +1,5 @@
-"""Classroom members for console tests, closed after each test."""
+"""Fixtures for every console test: the messages posted, and classroom members on the
+console's own sandbox (closed after each test)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,26 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from desktop import messages, workers
 from tests.desktop.members import Member
+
+
+@pytest.fixture
+def posted(qtbot, request: pytest.FixtureRequest) -> Iterator[list[messages.Message]]:
+    """Everything posted to the messages path during the test, in order.
+
+    A dialog on that path means a bug, so the test fails if one was posted, unless it is marked
+    ``dialog_expected`` (it makes one on purpose). Before that check every worker's signals
+    have been delivered, so an error a worker reports late is seen too.
+    """
+    seen: list[messages.Message] = []
+    messages.bus().posted.connect(seen.append)
+    yield seen
+    qtbot.waitUntil(lambda: workers.active_count() == 0)
+    messages.bus().posted.disconnect(seen.append)
+    if request.node.get_closest_marker("dialog_expected") is None:
+        bugs = [message.text for message in seen if message.dialog]
+        assert not bugs, bugs
 
 
 @pytest.fixture

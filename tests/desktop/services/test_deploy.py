@@ -9,7 +9,6 @@ one event per resource, rolling back on failure).
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import boto3
@@ -23,11 +22,13 @@ from desktop.services.deploy import (
     DeployResult,
     Progress,
     StackEvent,
+    load_template,
 )
 from desktop.services.errors import ConfigurationError, DeployError
 from desktop.services.outputs_store import OutputsStore
 from tests.desktop.services import moto_cloudformation
 from tests.desktop.services.deploy_support import TEMPLATES, copy_backend, stack_name
+from tests.waiting import eventually
 
 POLL = 0.2
 
@@ -67,6 +68,43 @@ def deployed(engine: DeployEngine, parameters: dict | None = None) -> DeployResu
     _, _, result = run(engine.execute(engine.plan(parameters or {})))
     assert result is not None and result.ok, result
     return result
+
+
+def test_a_template_reads_with_its_short_forms_in_their_long_forms():
+    template = load_template(
+        """
+Resources:
+  Inbox:
+    Type: AWS::SQS::Queue
+    Properties:
+      QueueName: !Sub "${AWS::StackName}-inbox"
+      RedrivePolicy:
+        deadLetterTargetArn: !GetAtt Dead.Arn
+        Source: !GetAtt [Dead, QueueUrl]
+      Tags: [{Key: stage, Value: !Join ["-", [!Ref Stage, !Select [0, !GetAZs ""]]]}]
+"""
+    )
+    properties = template["Resources"]["Inbox"]["Properties"]
+    assert properties["QueueName"] == {"Fn::Sub": "${AWS::StackName}-inbox"}
+    assert properties["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": ["Dead", "Arn"]},
+        "Source": {"Fn::GetAtt": ["Dead", "QueueUrl"]},
+    }
+    assert properties["Tags"][0]["Value"] == {
+        "Fn::Join": ["-", [{"Ref": "Stage"}, {"Fn::Select": [0, {"Fn::GetAZs": ""}]}]]
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("Resources: [unclosed", "is not valid YAML at line 1"),
+        ("Outputs: {}", "has no Resources section"),
+    ],
+)
+def test_a_template_that_is_not_one_is_a_sentence(text, problem):
+    with pytest.raises(ConfigurationError, match=f"The stack's template {problem}"):
+        load_template(text, "The stack's template")
 
 
 def test_deploy_shows_the_change_set_then_streams_events_progress_and_outputs(engine, target):
@@ -183,10 +221,11 @@ def test_abort_stops_watching_but_not_the_deploy(engine):
             abort.set()
     assert not [item for item in seen if isinstance(item, DeployResult)]
     assert len([item for item in seen if isinstance(item, StackEvent)]) == 1
-    deadline = time.monotonic() + 10
-    while engine.status().status != "CREATE_COMPLETE":
-        assert time.monotonic() < deadline, "the stack did not finish after the watch stopped"
-        time.sleep(POLL)
+    eventually(
+        lambda: engine.status().status == "CREATE_COMPLETE",
+        interval=POLL,
+        message="the stack to finish after the watch stopped",
+    )
 
 
 def test_a_template_too_big_to_send_inline_goes_through_s3(engine, target, monkeypatch):

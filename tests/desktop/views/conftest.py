@@ -8,7 +8,7 @@ import pytest
 import shiboken6
 from PySide6.QtCore import QSettings
 
-from desktop import messages, workers
+from desktop import workers
 from desktop.services.deploy import DeployEngine
 from desktop.services.environments import Environment
 from desktop.services.outputs_store import OutputsStore
@@ -23,17 +23,6 @@ def config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "config"
     monkeypatch.setenv("CLASSROOM_CONSOLE_CONFIG_DIR", str(folder))
     return folder
-
-
-@pytest.fixture
-def posted(qtbot):
-    """Everything posted to the messages path; a test fails if a bug (a dialog) was posted."""
-    seen: list[messages.Message] = []
-    messages.bus().posted.connect(seen.append)
-    yield seen
-    messages.bus().posted.disconnect(seen.append)
-    bugs = [message.text for message in seen if message.dialog]
-    assert not bugs, bugs
 
 
 @pytest.fixture

@@ -19,16 +19,6 @@ def record(signal) -> list:
     return seen
 
 
-@pytest.fixture
-def posted(qtbot):
-    """Messages posted to the messages path during the test."""
-    seen: list[messages.Message] = []
-    messages.bus().posted.connect(seen.append)
-    yield seen
-    messages.bus().posted.disconnect(seen.append)
-    qtbot.waitUntil(lambda: workers.active_count() == 0)
-
-
 def test_function_worker_returns_on_the_gui_thread(qtbot, posted) -> None:
     gui = threading.current_thread()
     ran_in: list[threading.Thread] = []
@@ -70,6 +60,7 @@ def test_errors_go_to_the_messages_path(qtbot, posted) -> None:
     assert posted[0].level is messages.Level.ERROR and not posted[0].dialog
 
 
+@pytest.mark.dialog_expected
 def test_a_bug_is_a_sentence_and_a_dialog(qtbot, posted, caplog) -> None:
     worker = FunctionWorker(lambda: {}["missing"])
     with qtbot.waitSignal(worker.signals.finished):
