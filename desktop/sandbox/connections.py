@@ -236,4 +236,3 @@ class ConnectionsApi:
                 return ANSWERS[status].response()
             return Answer(OK, document).response()
         return ANSWERS[self.delete(connection_id)].response()
-

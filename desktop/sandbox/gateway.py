@@ -58,6 +58,7 @@ from desktop.sandbox import (
     metrics,
     policy,
     redaction,
+    redis_server,
     throttling,
 )
 from desktop.sandbox.connections import Connection
@@ -235,7 +236,7 @@ class Sandbox:
         self.admin_key: str | None = None
         self.admin_key_location: str | None = None
         self._redactor: redaction.Redactor | None = None
-        self._redis = None
+        self._redis: redis_server.RedisService | None = None
         self._workers: WorkerPool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -370,7 +371,7 @@ class Sandbox:
             )
 
     def _start(self) -> None:
-        from desktop.sandbox import redis_server, secret
+        from desktop.sandbox import secret
 
         self._check_config()
         sock = self._bind()
@@ -393,8 +394,8 @@ class Sandbox:
             self._redactor = redaction.install(
                 [self.token_secret, self.admin_key, self.management_credentials.secret_key]
             )
-            self._redis = redis_server.provide(self.config.redis_url)
-            self.redis_description = self._redis.description
+            self._redis = found_redis = redis_server.provide(self.config.redis_url)
+            self.redis_description = found_redis.description
             self._workers = WorkerPool(
                 self.config.worker_processes,
                 WorkerSetup(self._backend_settings()),
@@ -419,6 +420,8 @@ class Sandbox:
     def _backend_settings(self):
         """The settings a Lambda container of this deployment would read from its environment."""
         from backend import config
+
+        assert self._redis is not None
 
         return config.load(
             {
@@ -496,7 +499,7 @@ class Sandbox:
             runner = loop.run_until_complete(self._runner_for_loop())
             loop.run_until_complete(runner.setup())
             self._listener = loop.run_until_complete(
-                loop.create_server(runner.server, sock=sock, backlog=128)
+                loop.create_server(runner.server, sock=sock, backlog=128)  # type: ignore[arg-type]
             )
             self._runner = runner
             if self._workers is not None:
@@ -689,12 +692,13 @@ class Sandbox:
             return _refusal(503)
         connection_id = self._new_connection_id()
         session = asyncio.current_task()
-        self._sessions.add(session)  # type: ignore[arg-type]
+        assert session is not None
+        self._sessions.add(session)
         try:
             return await self._open(request, ws, self._handshake(request, connection_id))
         finally:
             self._pending_ids.discard(connection_id)
-            self._sessions.discard(session)  # type: ignore[arg-type]
+            self._sessions.discard(session)
 
     def _log_refusal(self, handshake: Handshake, status: int, why: str) -> None:
         room = (handshake.query_value("room") or "")[:64]

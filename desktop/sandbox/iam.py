@@ -88,7 +88,8 @@ def _timestamp(amz_date: str) -> datetime.datetime:
     try:
         if found is None:
             raise ValueError(amz_date)
-        return datetime.datetime(*map(int, found.groups()), tzinfo=datetime.UTC)
+        year, month, day, hour, minute, second = map(int, found.groups())
+        return datetime.datetime(year, month, day, hour, minute, second, tzinfo=datetime.UTC)
     except ValueError:  # not the format, or not a date (month 13)
         raise Forbidden(
             "IncompleteSignatureException", "The request has no valid X-Amz-Date header."
@@ -158,7 +159,9 @@ def verify(
     token = _only(pairs, "x-amz-security-token")
     expected_token = getattr(credentials, "token", None) or None
     if (token is None) != (expected_token is None) or (
-        token is not None and not hmac.compare_digest(_bytes(token), _bytes(expected_token))
+        token is not None
+        and expected_token is not None
+        and not hmac.compare_digest(_bytes(token), _bytes(expected_token))
     ):
         raise Forbidden(
             "UnrecognizedClientException", "The security token included in the request is invalid."

@@ -356,4 +356,3 @@ class WorkerPool:
                 log.warning("a handler worker process did not exit; stopping it")
                 process.kill()
                 process.join(timeout)
-

@@ -136,8 +136,7 @@ def start_redis_server(binary: str, attempts: int = 3) -> RedisService:
         with contextlib.suppress(OSError):
             process.kill()
             process.wait(timeout=5)
-        last_error = logfile.read_text(errors="replace").strip().splitlines()[-1:] or [""]
-        last_error = last_error[0]
+        last_error = (logfile.read_text(errors="replace").strip().splitlines() or [""])[-1]
         shutil.rmtree(workdir, ignore_errors=True)
     raise SandboxError(
         f"redis-server did not start ({last_error or 'no output'}).",

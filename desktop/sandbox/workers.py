@@ -36,6 +36,7 @@ import pickle
 import socket
 import struct
 from dataclasses import dataclass, field
+from typing import Any
 
 READY = "ready"
 FAILED = "failed"
@@ -102,7 +103,7 @@ class Channel:
             return self.inbox.popleft()
         return self._receive()
 
-    def call(self, operation: str, argument: object) -> object:
+    def call(self, operation: str, argument: object) -> Any:
         """One management API operation through the gateway; blocks for its reply."""
         self.send((CALL, operation, argument))
         while True:
@@ -242,9 +243,9 @@ def serve(sock: socket.socket, setup: WorkerSetup) -> None:
         channel.send((READY, os.getpid()))
         while (request := channel.next_invocation()) is not None:
             _, number, reference, event, context = request
-            result, error, points = invoke(reference, event, context)
+            result, failure, points = invoke(reference, event, context)
             try:
-                answer = encode((ANSWER, number, result, error, points))
+                answer = encode((ANSWER, number, result, failure, points))
             except Exception as unpicklable:  # a result the gateway could not receive
                 answer = encode((ANSWER, number, None, _portable(unpicklable), points))
             sock.sendall(answer)
