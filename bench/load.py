@@ -37,6 +37,7 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import gc
 import itertools
 import json
 import math
@@ -237,6 +238,7 @@ class FleetResult:
     truncated_histories: int = 0
     unmatched_answers: collections.Counter = field(default_factory=collections.Counter)
     lag_ms: array = field(default_factory=lambda: array("d"))
+    stall_ms: array = field(default_factory=lambda: array("d"))
     drain_s: float = 0.0
 
     def merge(self, other: FleetResult) -> None:
@@ -298,6 +300,9 @@ class Fleet:
             await sleep_until(at + member.number / self.plan.open_rate)
             opening.append(asyncio.create_task(self._open(member)))
         await asyncio.gather(*opening)
+        # The members live as long as the run: the collector's full passes skip them.
+        gc.collect()
+        gc.freeze()
 
     async def _open(self, member: Member) -> None:
         import aiohttp
@@ -453,7 +458,7 @@ class Fleet:
     # -- gaps and sync
 
     def _watch_gap(self, member: Member) -> None:
-        if member.gap_timer is None and member.sync is None:
+        if member.gap_timer is None and member.sync is None and not self.closing:
             loop = asyncio.get_running_loop()
             member.gap_timer = loop.call_later(self.plan.gap_wait, self._gap_check, member)
 
@@ -481,7 +486,7 @@ class Fleet:
         try:
             await member.ws.send_str(text)
         except Exception as error:  # the connection went away under us: an answer of sorts
-            if request.answer is None:
+            if request.answer is None and not self.closing:
                 self._answer(
                     request, ("failure", f"client: {type(error).__name__}"), time.monotonic()
                 )
@@ -510,13 +515,27 @@ class Fleet:
         self.start = start
         by_index = {room.index: room for room in self.rooms}
         lag = self.result.lag_ms
+        probe = asyncio.create_task(self._probe_loop(start + self.plan.duration))
         for offset, index in self.plan.timeline([room.index for room in self.rooms]):
             due = start + offset
             await sleep_until(due)
             lag.append((time.monotonic() - due) * 1000)
             self._send_from(by_index[index], int(offset))
         await self._drain(start + self.plan.duration)
+        await probe
         return self._tally()
+
+    async def _probe_loop(self, until: float) -> None:
+        """How late a 10 ms timer fires in this process's loop over the send phase: a loop
+        that is late here is late reading members' frames too (CPU, or the kernel's scheduler
+        giving the CPUs to the sandbox)."""
+        stalls = self.result.stall_ms
+        while True:
+            due = time.monotonic() + 0.01
+            if due > until:
+                return
+            await asyncio.sleep(0.01)
+            stalls.append((time.monotonic() - due) * 1000)
 
     async def _drain(self, scheduled_end: float) -> None:
         """Until every send is answered and every member holds every acked seq (or the grace)."""
@@ -536,12 +555,11 @@ class Fleet:
             for member in lacking:
                 if member.lacking_since is None:
                     member.lacking_since = now
-                elif (
-                    now - member.lacking_since >= TAIL_WAIT
-                    and member.sync is None
-                    and member.gap_timer is None
-                ):
+                elif now - member.lacking_since >= TAIL_WAIT and member.sync is None:
                     member.lacking_since = now
+                    if member.gap_timer is not None:
+                        member.gap_timer.cancel()
+                        member.gap_timer = None
                     self._ask_sync(member, at_end=True)
             await asyncio.sleep(POLL)
         self.result.drain_s = time.monotonic() - scheduled_end
@@ -802,16 +820,23 @@ class Sampler:
             self.peak_rss[role] = max(self.peak_rss.get(role, 0), value)
         return taken
 
-    def every_second_from(self, start: float) -> None:
+    def every_second_from(self, start: float, through: int) -> None:
+        """Snapshots at ``start`` and every second after it; ``stop`` waits for the one at
+        ``start + through``."""
+        self.through = asyncio.Event()
+
         async def sample() -> None:
             for second in itertools.count():
                 await sleep_until(start + second)
                 self.seconds.append(self._take())
+                if second == through:
+                    self.through.set()
 
         self.task = asyncio.create_task(sample())
 
     async def stop(self) -> None:
         if self.task is not None:
+            await self.through.wait()
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
 
@@ -898,7 +923,7 @@ async def run(
         progress(f"sending: {phases}", flush=True)
         start_wall = time.time() + 0.5
         start = monotonic_at(start_wall)
-        sampler.every_second_from(start)
+        sampler.every_second_from(start, math.ceil(plan.duration))
         results = await asyncio.gather(*(fleet.run_at(start_wall) for fleet in fleets))
         sampler.mark("drained")
         await sampler.stop()
@@ -1060,7 +1085,12 @@ def summarize(plan: Plan, total: FleetResult, sampler: Sampler, sandbox_alive: b
             },
             "cpus": os.cpu_count(),
         },
-        "client": {"schedule_lag_ms": figures(total.lag_ms, 2), "drain_s": round(total.drain_s, 1)},
+        "client": {
+            "schedule_lag_ms": figures(total.lag_ms, 2),
+            "loop_late_ms": figures(total.stall_ms, 2),
+            "loop_late_over_50ms": sum(1 for ms in total.stall_ms if ms > 50),
+            "drain_s": round(total.drain_s, 1),
+        },
         "per_second": seconds,
         "recovery": recovery,
         "sandbox_alive": sandbox_alive,
@@ -1145,7 +1175,9 @@ def print_report(report: dict, per_second: bool) -> None:
         print(
             f"client CPU over the send phase: {send.get('client', 0):.2f} of a CPU in "
             f"{plan['client_processes']} process(es), peak RSS {rss.get('client', 0)} MB; "
-            f"schedule lag {_ms(report['client']['schedule_lag_ms'])}"
+            f"schedule lag {_ms(report['client']['schedule_lag_ms'])}; a 10 ms timer late by "
+            f"{_ms(report['client']['loop_late_ms'])} "
+            f"({report['client']['loop_late_over_50ms']} times over 50 ms)"
         )
     opening = cpu["open"]
     print(
