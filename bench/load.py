@@ -76,7 +76,7 @@ class Plan:
     open_rate: float = 100.0  # handshakes started per second, across the school
     phases: tuple[tuple[float, float], ...] = ((10.0, 60.0),)  # (messages/s per room, seconds)
     gap_wait: float = 0.5
-    grace: float = 30.0
+    grace: float = 60.0
     client_processes: int = 1
     run_id: str = ""
 
@@ -228,6 +228,7 @@ class FleetResult:
     recovered: int = 0
     recovered_at_end: int = 0
     lost: int = 0
+    lost_while_syncing: int = 0  # of the lost: the member's sync was still unanswered at the end
     lost_examples: list[str] = field(default_factory=list)
     unacked_held: int = 0
     duplicates: int = 0
@@ -580,6 +581,7 @@ class Fleet:
                         continue
                     if not held:
                         result.lost += 1
+                        result.lost_while_syncing += member.sync is not None
                         if len(result.lost_examples) < 5:
                             result.lost_examples.append(
                                 f"{room.name} seq {seq} never reached member-{member.number}"
@@ -1010,12 +1012,16 @@ def summarize(plan: Plan, total: FleetResult, sampler: Sampler, sandbox_alive: b
             if start <= entry["second"] < end
             and (entry["throttled"] or entry["failed"] or entry["unanswered"])
         ]
+        last = max(troubled, default=None)
         recovery.append(
             {
                 "phase": number + 1,
                 "from_rate": plan.phases[number - 1][0],
                 "to_rate": plan.phases[number][0],
-                "seconds_until_no_throttling": (max(troubled) + 1 - start) if troubled else 0,
+                # None: sends were still throttled or failing in the phase's last second
+                "seconds_until_no_throttling": (
+                    0 if last is None else None if last + 1 >= end else last + 1 - start
+                ),
             }
         )
 
@@ -1060,6 +1066,7 @@ def summarize(plan: Plan, total: FleetResult, sampler: Sampler, sandbox_alive: b
             "recovered": total.recovered,
             "recovered_at_end": total.recovered_at_end,
             "lost": total.lost,
+            "lost_while_syncing": total.lost_while_syncing,
             "lost_examples": total.lost_examples,
             "unacked_held": total.unacked_held,
             "duplicates": total.duplicates,
@@ -1148,7 +1155,8 @@ def print_report(report: dict, per_second: bool) -> None:
     print(
         f"deliveries: {deliveries['expected']} expected ({deliveries['per_second_mean']}/s); "
         f"{deliveries['direct']} direct, {deliveries['recovered']} recovered by sync "
-        f"({deliveries['recovered_at_end']} after the last send), {deliveries['lost']} lost; "
+        f"({deliveries['recovered_at_end']} after the last send), {deliveries['lost']} lost "
+        f"({deliveries['lost_while_syncing']} with the member's sync still unanswered); "
         f"{deliveries['duplicates']} duplicates, {deliveries['unacked_held']} held of sends "
         f"never acked"
     )
@@ -1185,10 +1193,14 @@ def print_report(report: dict, per_second: bool) -> None:
         f"{opening.get('client', 0):.2f}; drain after the last send {report['client']['drain_s']} s"
     )
     for row in report["recovery"]:
+        after = row["seconds_until_no_throttling"]
         print(
             f"phase {row['phase']} ({row['from_rate']:g} -> {row['to_rate']:g} msg/s per room): "
-            f"throttled or failed sends stopped {row['seconds_until_no_throttling']} s after "
-            f"the rate dropped"
+            + (
+                "sends were still throttled or failing in the phase's last second"
+                if after is None
+                else f"throttled or failed sends stopped {after:g} s after the rate dropped"
+            )
         )
     if not report["sandbox_alive"]:
         print("the sandbox exited during the run")
@@ -1251,12 +1263,16 @@ def main() -> int:
     parser.add_argument(
         "--grace",
         type=float,
-        default=30.0,
+        default=60.0,
         metavar="S",
-        help="after the last send, how long answers and recoveries may take (default 30)",
+        help="after the last send, how long answers and recoveries may take (default 60)",
     )
     parser.add_argument(
-        "--client-processes", type=int, default=1, metavar="N", help="client processes (1)"
+        "--client-processes",
+        type=int,
+        default=2,
+        metavar="N",
+        help="client processes, each with whole classrooms (default 2; 1 runs them in this one)",
     )
     parser.add_argument(
         "--sandbox-arg",
