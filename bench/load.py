@@ -16,12 +16,12 @@ seq, or ``--grace`` seconds have passed.
 
 The sandbox (``classroom-console sandbox``: the gateway, its worker processes, the
 redis-server it starts) runs in its own process, with the per-connection rate limit off
-(``RATE_LIMIT_PER_SECOND=0``). The members run in this process on uvloop with aiohttp's
-WebSocket client (``--client-processes N`` spreads whole classrooms over N processes). Each
-process's CPU time comes from /proc, sampled every second, so the report shows the client was
-not the limit.
+(``RATE_LIMIT_PER_SECOND=0``). The members run on uvloop with aiohttp's WebSocket client, whole
+classrooms in each of ``--client-processes`` (2; 1 runs them in this process). Each process's
+CPU time comes from /proc, sampled every second, so the report shows the client was not the
+limit.
 
-    python bench/load.py                                  # the full run (about 1.5 minutes)
+    python bench/load.py                                  # the full run (about 2 minutes)
     python bench/load.py --phases 20:30,10:30             # 2x for 30 s, then back to 1x
     python bench/load.py --connections 200 --rooms 10 --duration 10 --check   # as in CI
     python bench/load.py --sandbox-arg="--worker-processes 3" --json figures.json
