@@ -6,12 +6,13 @@ classroom at once. Each worker is a spawned process joined to the gateway by a s
 gateway writes an invocation and reads its answer on its own event loop, with no thread in
 between.
 
-Invocations wait in one queue with a bound (``queue_limit``, and ``MAX_WAIT`` for the oldest). A worker runs one invocation at a
+Invocations wait in one queue with a bound: at most ``queue_limit`` of them, none longer than
+``MAX_WAIT``. A worker runs one invocation at a
 time and is handed up to ``QUEUE_DEPTH`` at once, so it never waits for the gateway between two;
 the first worker with room takes the next one, so the first takes everything a classroom sends
 one message at a time and the others share a burst (fewer busy processes on the CPUs while a
 fan-out's frames go out). A worker whose oldest invocation has run ``STUCK_AFTER`` seconds takes
-no more. Past the bound an invocation is refused at once (``Overloaded``): API Gateway answers
+no more. Past the bound an invocation is refused (``Overloaded``): API Gateway answers
 a throttled route at once too, and nothing waits half a minute in a queue. A handler still
 running at the integration timeout has its worker killed and replaced, as Lambda ends an
 invocation at its timeout; a worker that dies fails what it had (``WorkerDied``).
@@ -38,9 +39,10 @@ log = logging.getLogger(__name__)
 
 QUEUE_DEPTH = 4
 STUCK_AFTER = 1.0
-# An invocation is refused when the oldest one waiting has waited this long, whatever the bound:
-# a client hears at once that it was throttled rather than late that it was not.
-MAX_WAIT = 1.0
+# No invocation waits for a worker longer than this: past it, it is refused as throttled (and
+# while the oldest one waiting has waited this long, so is every new one). A client hears soon
+# that its frame was throttled, rather than late that it was not.
+MAX_WAIT = 0.5
 
 
 class Overloaded(Exception):
@@ -211,6 +213,7 @@ class WorkerPool:
             raise WorkerDied(self._failure or "no handler worker process is running")
         queue = self._queue
         now = time.monotonic()
+        self._expire(now)
         if len(queue) >= self.queue_limit or (queue and now - queue[0].queued > MAX_WAIT):
             raise Overloaded()
         message = workers.encode((workers.INVOKE, 0, reference, event, context))
@@ -223,9 +226,18 @@ class WorkerPool:
             self._abandon(invocation)
             raise
 
+    def _expire(self, now: float) -> None:
+        """Refuses the invocations that have waited ``MAX_WAIT`` for a worker."""
+        queue = self._queue
+        while queue and now - queue[0].queued > MAX_WAIT:
+            invocation = queue.popleft()
+            if not invocation.future.done():
+                invocation.future.set_exception(Overloaded())
+
     def _dispatch(self) -> None:
         queue = self._queue
         now = time.monotonic()
+        self._expire(now)
         while queue:
             worker = next((w for w in self._workers if w.takes_more(now)), None)
             if worker is None:
