@@ -27,9 +27,7 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -39,9 +37,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from backend import config  # noqa: E402  (after the path, so the bench runs from a checkout)
+from bench.processes import (  # noqa: E402
+    SECRET,
+    cpu_seconds,
+    sandbox_env,
+    sandbox_processes,
+    start_process,
+    start_sandbox,
+    stop_process,
+)
 from desktop.sandbox.loopback import free_port, wait_for_port  # noqa: E402
 
-SECRET = "bench-secret-" + "0" * 52
 SIMULATED_POST_MS = 20.0
 GOAL_RATIO_30 = 5.0
 WARM_UP = 50  # messages per room and server before the timed ones
@@ -199,44 +205,16 @@ async def burst_rate(classroom: Classroom, burst: int, tag: str) -> float:
     return len(ids) * (classroom.size - 1) / (time.perf_counter() - started)
 
 
-def start_process(args: list[str], env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen(
-        args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=str(ROOT)
-    )
-
-
-def stop_process(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 async def end_to_end(
     sizes: list[int], messages: int, burst: int, sandbox_args: list[str] = ()
 ) -> list[dict]:
     from backend import tokens
 
     sandbox_port, floor_port = free_port(), free_port()
-    # The per-connection rate limit is off: this measures fan-out, not throttling.
-    env = dict(
-        os.environ, CLASSROOM_TOKEN_SECRET=SECRET, PYTHONPATH=str(ROOT), RATE_LIMIT_PER_SECOND="0"
+    sandbox = start_sandbox(sandbox_port, sandbox_args)
+    floor = start_process(
+        [sys.executable, __file__, "--serve-floor", str(floor_port)], sandbox_env()
     )
-    sandbox = start_process(
-        [
-            sys.executable,
-            "-m",
-            "desktop.cli",
-            "sandbox",
-            "--port",
-            str(sandbox_port),
-            *sandbox_args,
-        ],
-        env,
-    )
-    floor = start_process([sys.executable, __file__, "--serve-floor", str(floor_port)], env)
     rows = []
 
     def sandbox_url(number: int, room: str) -> str:
@@ -321,34 +299,7 @@ def print_row(row: dict) -> None:
     )
 
 
-# ----- where a message's CPU goes (Linux: /proc) --------------------------------------------------
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _sandbox_processes(pid: int) -> dict[str, int]:
-    """The sandbox's gateway and its children by role, from /proc."""
-    found = {"gateway": pid}
-    workers = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
-        except (OSError, ValueError):
-            continue
-        if parent != pid:
-            continue
-        if b"redis-server" in command:
-            found["redis"] = int(entry.name)
-        elif b"spawn_main" in command:
-            workers += 1
-            found[f"worker {workers}"] = int(entry.name)
-    return found
+# ----- where a message's CPU goes -----------------------------------------------------------------
 
 
 async def cpu_per_message(size: int, messages: int, sandbox_args: list[str]) -> dict:
@@ -356,12 +307,7 @@ async def cpu_per_message(size: int, messages: int, sandbox_args: list[str]) -> 
     from backend import tokens
 
     port = free_port()
-    env = dict(
-        os.environ, CLASSROOM_TOKEN_SECRET=SECRET, PYTHONPATH=str(ROOT), RATE_LIMIT_PER_SECOND="0"
-    )
-    sandbox = start_process(
-        [sys.executable, "-m", "desktop.cli", "sandbox", "--port", str(port), *sandbox_args], env
-    )
+    sandbox = start_sandbox(port, sandbox_args)
 
     def url_for(number: int) -> str:
         token = tokens.mint(SECRET, sub=f"member-{number}", role="student", rooms=["bench-cpu"])
@@ -373,13 +319,13 @@ async def cpu_per_message(size: int, messages: int, sandbox_args: list[str]) -> 
         classroom = await open_classroom(url_for, size)
         try:
             await sequential(classroom, WARM_UP * 4, "cpu-warm")
-            processes = _sandbox_processes(sandbox.pid)
+            processes = sandbox_processes(sandbox.pid)
             processes["clients"] = os.getpid()
-            before = {name: _cpu_seconds(pid) for name, pid in processes.items()}
+            before = {name: cpu_seconds(pid) for name, pid in processes.items()}
             started = time.perf_counter()
             await sequential(classroom, messages, "cpu")
             wall = time.perf_counter() - started
-            after = {name: _cpu_seconds(pid) for name, pid in processes.items()}
+            after = {name: cpu_seconds(pid) for name, pid in processes.items()}
         finally:
             await classroom.close()
     finally:
