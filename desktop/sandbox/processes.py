@@ -136,6 +136,10 @@ class WorkerPool:
         self._spawning: set[asyncio.Task] = set()
         self._calls: set[asyncio.Task] = set()
         self._failure: str | None = None
+        # Since when some worker takes invocations (None while none does, as at start-up): a
+        # wait for a worker counts from then, so the first frames are not refused for the time
+        # the workers took to start.
+        self._serving_since: float | None = None
         self._closing = False
         self._started = 0.0
         self._announced = False
@@ -214,7 +218,7 @@ class WorkerPool:
         queue = self._queue
         now = time.monotonic()
         self._expire(now)
-        if len(queue) >= self.queue_limit or (queue and now - queue[0].queued > MAX_WAIT):
+        if len(queue) >= self.queue_limit or (queue and self._waited(queue[0], now) > MAX_WAIT):
             raise Overloaded()
         message = workers.encode((workers.INVOKE, 0, reference, event, context))
         invocation = _Invocation(message, asyncio.get_running_loop().create_future(), now)
@@ -226,10 +230,15 @@ class WorkerPool:
             self._abandon(invocation)
             raise
 
+    def _waited(self, invocation: _Invocation, now: float) -> float:
+        if self._serving_since is None:
+            return 0.0
+        return now - max(invocation.queued, self._serving_since)
+
     def _expire(self, now: float) -> None:
         """Refuses the invocations that have waited ``MAX_WAIT`` for a worker."""
         queue = self._queue
-        while queue and now - queue[0].queued > MAX_WAIT:
+        while queue and self._waited(queue[0], now) > MAX_WAIT:
             invocation = queue.popleft()
             if not invocation.future.done():
                 invocation.future.set_exception(Overloaded())
@@ -259,6 +268,8 @@ class WorkerPool:
         if invocation in worker.running and worker.process.is_alive():
             log.error("a handler ran past the integration timeout; replacing its worker process")
             worker.ready = False  # given nothing more while it dies
+            if not any(other.ready for other in self._workers):
+                self._serving_since = None
             worker.process.kill()
 
     def _hopeless(self) -> bool:
@@ -287,6 +298,8 @@ class WorkerPool:
             self._call(worker, message[1], message[2])
         elif kind == workers.READY:
             worker.ready = True
+            if self._serving_since is None:
+                self._serving_since = time.monotonic()
             if self.ready and not self._announced:
                 self._announced = True
                 log.info(
@@ -325,6 +338,8 @@ class WorkerPool:
         worker.ready = False
         if worker in self._workers:
             self._workers.remove(worker)
+        if not any(other.ready for other in self._workers):
+            self._serving_since = None
         while worker.running:
             invocation = worker.running.popleft()
             if not invocation.future.done():

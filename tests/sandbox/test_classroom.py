@@ -10,7 +10,7 @@ import redis
 import websocket
 
 from backend.registry import Member, Registry
-from desktop.sandbox.gateway import operator
+from desktop.sandbox.console_endpoints import operator
 from tests.sandbox.conftest import admin, mint
 from tests.waiting import eventually
 

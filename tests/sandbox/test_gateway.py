@@ -15,7 +15,8 @@ import pytest
 import websocket
 from botocore.config import Config
 
-from desktop.sandbox.gateway import Sandbox, route_key
+from desktop.sandbox.gateway import Sandbox
+from desktop.sandbox.websocket import route_key
 from tests.sandbox import integrations
 from tests.sandbox.conftest import (
     SECRET,

@@ -127,3 +127,22 @@ def test_a_worker_whose_gateway_hung_up_while_it_started_ends_quietly(redis_serv
     mine.close()
     worker.join(60)
     assert worker.exitcode == 0
+
+
+def test_invocations_made_while_the_workers_start_wait_for_them(redis_server):
+    settings = config.load({"REDIS_URL": redis_server, "TOKEN_SECRET": "pool-test-secret"})
+
+    async def main() -> None:
+        pool = WorkerPool(1, WorkerSetup(settings), management=None, queue_limit=10)
+        pool.start()  # a cold start takes longer than any invocation may wait in the queue
+        try:
+            assert not pool.ready
+            answers = await asyncio.gather(
+                *(pool.invoke(BLOCKS, {"key": key()}, None, 30) for _ in range(3))
+            )
+            assert [error for _, error, _ in answers] == [None] * 3
+        finally:
+            await pool.close()
+            await asyncio.get_running_loop().run_in_executor(None, pool.join, 10.0)
+
+    asyncio.run(main())
