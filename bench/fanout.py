@@ -429,7 +429,7 @@ def main() -> int:
         print("note: redis-server is not on PATH; the sandbox falls back to fakeredis", flush=True)
     print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}", flush=True)
     figures: dict = {}
-    sandbox_args = ["--rate-limit", "0"]  # this measures fan-out, not throttling
+    sandbox_args: list[str] = []
     if args.worker_processes is not None:
         sandbox_args += ["--worker-processes", str(args.worker_processes)]
     if args.part == "cpu":

@@ -16,7 +16,7 @@ seq, or ``--grace`` seconds have passed.
 
 The sandbox (``classroom-console sandbox``: the gateway, its worker processes, the
 redis-server it starts) runs in its own process, with the per-connection rate limit off
-(``RATE_LIMIT_PER_SECOND=0``). The members run on uvloop with aiohttp's WebSocket client, whole
+(``--rate-limit 0``). The members run on uvloop with aiohttp's WebSocket client, whole
 classrooms in each of ``--client-processes`` (2; 1 runs them in this process). Each process's
 CPU time comes from /proc, sampled every second, so the report shows the client was not the
 limit.

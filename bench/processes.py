@@ -24,11 +24,8 @@ SANDBOX_ROLES = ("gateway", "workers", "redis", "other")
 
 
 def sandbox_env() -> dict[str, str]:
-    """The sandbox's environment: the benchmarks' token secret, and the backend's
-    per-connection rate limit off, since a benchmark measures the sandbox, not the limit."""
-    return dict(
-        os.environ, CLASSROOM_TOKEN_SECRET=SECRET, PYTHONPATH=str(ROOT), RATE_LIMIT_PER_SECOND="0"
-    )
+    """The sandbox's environment: the benchmarks' token secret."""
+    return dict(os.environ, CLASSROOM_TOKEN_SECRET=SECRET, PYTHONPATH=str(ROOT))
 
 
 def start_process(
@@ -50,8 +47,18 @@ def start_process(
 
 
 def start_sandbox(port: int, sandbox_args: list[str], log: Path | None = None) -> subprocess.Popen:
-    """``classroom-console sandbox`` on ``port``, in a process of its own."""
-    command = [sys.executable, "-m", "desktop.cli", "sandbox", "--port", str(port)]
+    """``classroom-console sandbox`` on ``port``, in a process of its own, with the backend's
+    per-connection rate limit off: a benchmark measures the sandbox, not the limit."""
+    command = [
+        sys.executable,
+        "-m",
+        "desktop.cli",
+        "sandbox",
+        "--port",
+        str(port),
+        "--rate-limit",
+        "0",
+    ]
     return start_process([*command, *sandbox_args], sandbox_env(), log)
 
 
