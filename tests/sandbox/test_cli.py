@@ -191,3 +191,47 @@ def test_a_sigterm_to_the_whole_process_group_stops_the_sandbox_quietly(environm
     reader.join(10)
     printed = "".join(log)
     assert "died" not in printed and "Traceback" not in printed, printed
+
+
+def test_listening_beyond_loopback_takes_a_flag_and_says_what_it_exposes(environment, redis_server):
+    refused = subprocess.run(
+        console("sandbox", "--host", "0.0.0.0", "--port", "0", "--redis-url", redis_server),
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode != 0
+    assert "would expose the sandbox beyond this computer" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+    process = subprocess.Popen(
+        console(
+            "sandbox", "--host", "0.0.0.0", "--expose", "--port", "0", "--redis-url", redis_server
+        ),
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        read_until(process, "Ctrl-C")
+        warning = ""
+        while not warning.startswith("Warning:"):  # after the log line that it listens
+            warning = process.stderr.readline()
+            assert warning, "the sandbox printed no warning"
+        assert warning.startswith("Warning: the sandbox listens on 0.0.0.0:"), warning
+        for exposed in ("WebSocket endpoint", "management API", "/_admin", "without TLS"):
+            assert exposed in warning
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+        process.stderr.close()
+    admin_key = (
+        Path(environment["CLASSROOM_CONSOLE_CONFIG_DIR"]) / "sandbox-admin-key"
+    ).read_text()
+    assert admin_key.strip() and admin_key.strip() not in warning
