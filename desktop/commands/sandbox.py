@@ -156,6 +156,8 @@ def run(args: argparse.Namespace) -> int:
             f"  Metrics:         GET {sandbox.metrics_url}\n"
             f"  Redis:           {sandbox.redis_description}\n"
             f"  Token secret:    {sandbox.token_secret_location}\n"
+            f"  Admin key:       {sandbox.admin_key_location} "
+            f"(Authorization: Bearer <key> for /_admin and /_metrics)\n"
             f"Get a token with: classroom-console token --sub alice --role student --room demo\n"
             f"Ctrl-C stops the sandbox.",
             flush=True,

@@ -42,7 +42,7 @@ STUCK_AFTER = 1.0
 # No invocation waits for a worker longer than this: past it, it is refused as throttled (and
 # while the oldest one waiting has waited this long, so is every new one). A client hears soon
 # that its frame was throttled, rather than late that it was not.
-MAX_WAIT = 0.5
+MAX_WAIT = 0.8
 
 
 class Overloaded(Exception):

@@ -56,6 +56,7 @@ class SandboxPanel(QWidget):
         self.metrics_url = CopyField("Not running")
         self.redis = note()
         self.token_secret = note()
+        self.admin_key = note()
 
         buttons = QHBoxLayout()
         buttons.addWidget(self.state_label)
@@ -74,6 +75,7 @@ class SandboxPanel(QWidget):
         form.addRow("Metrics:", self.metrics_url)
         form.addRow("Redis:", self.redis)
         form.addRow("Token secret:", self.token_secret)
+        form.addRow("Admin key:", self.admin_key)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(24, 20, 24, 20)
@@ -142,6 +144,12 @@ class SandboxPanel(QWidget):
             f"Kept in {state.token_secret_location}; never shown or logged."
             if state.token_secret_location
             else "Kept in your console settings folder; never shown or logged."
+        )
+        self.admin_key.setText(
+            f"Kept in {state.admin_key_location}; the admin and metrics endpoints want it as "
+            "Authorization: Bearer <key>."
+            if state.admin_key_location
+            else "Made when the sandbox first starts; the admin and metrics endpoints want it."
         )
         self.try_it.setVisible(state.running)
         if state.websocket_url:

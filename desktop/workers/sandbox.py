@@ -37,6 +37,7 @@ class SandboxState:
     metrics_url: str | None = None
     redis_description: str | None = None
     token_secret_location: str | None = None
+    admin_key_location: str | None = None
     error: str | None = None
 
     @property
@@ -109,6 +110,7 @@ def _start_sandbox(host: str, port: int, stage: str, redis_url: str | None):
             metrics_url=sandbox.metrics_url,
             redis_description=sandbox.redis_description,
             token_secret_location=str(sandbox.token_secret_location),
+            admin_key_location=str(sandbox.admin_key_location),
         )
     except BaseException:
         sandbox.stop()

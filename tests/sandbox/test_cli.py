@@ -128,6 +128,7 @@ def test_sandbox_command_serves_and_stops_on_sigterm(environment, redis_server):
             "/_metrics",
             "redis://127.0.0.1:",
             "sandbox-token-secret",
+            "sandbox-admin-key",
             "classroom-console token --sub alice --role student --room demo",
         ):
             assert what in printed

@@ -41,16 +41,18 @@ def test_start_and_stop_from_the_environments_view(qtbot, open_window, config_di
     assert panel.metrics_url.text().endswith("/_metrics")
     assert panel.redis.text() == state.redis_description and state.redis_description
     assert "never shown" in panel.token_secret.text()
+    assert "sandbox-admin-key" in panel.admin_key.text()
     assert window.environments_view.model.state(SANDBOX_NAME) == "running"
     assert window.environment_label.state.endswith(f"{SANDBOX_NAME} · running · {url}")
     for placeholder in window.placeholders.values():
         assert url in placeholder.target.text()
     assert panel.stop_button.isEnabled() and window.stop_sandbox_action.isEnabled()
 
-    # The secret itself is shown nowhere.
-    secret = window.supervisor._sandbox.token_secret
+    # The secret and the admin key themselves are shown nowhere.
+    running = window.supervisor._sandbox
     texts = [label.text() for label in window.findChildren(type(panel.redis))]
-    assert not any(secret in text for text in texts)
+    for secret in (running.token_secret, running.admin_key):
+        assert not any(secret in text for text in texts)
 
     window.stop_sandbox_action.trigger()  # no one is connected: no question
     assert window.environments_view.confirmation is None
