@@ -14,6 +14,10 @@ import redis
 from desktop.sandbox.loopback import free_port, wait_for_port
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# Secrets and keys a sandbox makes go to a folder of the run's own, never the user's config.
+os.environ.setdefault(
+    "CLASSROOM_CONSOLE_CONFIG_DIR", tempfile.mkdtemp(prefix="classroom-console-tests-")
+)
 # Lambda code logs JSON and metrics to stdout; keep test output readable.
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "ClassroomConsoleTests")
