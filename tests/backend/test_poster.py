@@ -18,16 +18,19 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from backend import poster as poster_module
 from backend.fanout import deliver
 from backend.poster import (
+    BadAnswer,
     Boto3Poster,
+    ConnectionFailed,
     Gone,
     LeanPoster,
     PostFailed,
     SigV4Signer,
     Throttled,
+    Timeout,
     endpoint_for,
+    sigv4,
 )
 from tests.backend.conftest import load_event
 from tests.waiting import eventually
@@ -114,9 +117,9 @@ def test_server_error_raises_post_failed(poster, management):
         poster.post("C1", b"{}")
 
 
-def test_unreachable_endpoint_raises_post_failed(aws_environment):
+def test_unreachable_endpoint_raises_connection_failed(aws_environment):
     for kind in (LeanPoster, Boto3Poster):
-        with pytest.raises(PostFailed):
+        with pytest.raises(ConnectionFailed):
             kind("http://127.0.0.1:1/prod", "us-east-1").post("C1", b"{}")
 
 
@@ -351,7 +354,7 @@ def test_requests_on_the_wire_are_what_boto3_sends_and_botocore_signs(raw_server
     ],
 )
 def test_signed_host_is_botocores(url):
-    assert poster_module._host_from_url(urlsplit(url)) == botocore.auth._host_from_url(url)
+    assert sigv4.host_from_url(urlsplit(url)) == botocore.auth._host_from_url(url)
 
 
 @pytest.mark.parametrize(
@@ -359,7 +362,7 @@ def test_signed_host_is_botocores(url):
 )
 def test_canonical_path_is_botocores(path):
     auth = SigV4Auth(CREDENTIALS, "execute-api", "us-east-1")
-    assert poster_module._canonical_path(path) == auth._normalize_url_path(path)
+    assert sigv4.canonical_path(path) == auth._normalize_url_path(path)
 
 
 def test_keep_alive_reuses_one_connection(raw_server):
@@ -411,7 +414,7 @@ def test_a_server_that_drops_requests_unanswered_is_post_failed_after_one_retry(
     server = raw_server(lambda request: OK if request.body == b"first" else how)
     poster = lean(server)
     poster.post("C1", b"first")
-    with pytest.raises(PostFailed, match="closed the connection without answering"):
+    with pytest.raises(ConnectionFailed, match="closed the connection without answering"):
         poster.post("C1", b"second")  # sent on the kept connection, then on a new one: no more
     assert server.posted() == [b"first", b"second", b"second"]
     with pytest.raises(PostFailed, match="closed the connection without answering"):
@@ -501,21 +504,24 @@ def test_answers_that_arrive_in_pieces(raw_server, chunked):
 
 
 @pytest.mark.parametrize(
-    "answer",
+    ("answer", "raised"),
     [
-        b"SSH-2.0-OpenSSH_9.6\r\n\r\n",
-        (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", "close"),
-        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "close"),
-        HANG,
+        (b"SSH-2.0-OpenSSH_9.6\r\n\r\n", BadAnswer),
+        ((b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", "close"), BadAnswer),
+        ((b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "close"), BadAnswer),
+        (HANG, Timeout),
     ],
     ids=["not-http", "short-body", "bad-chunk", "no-answer"],
 )
-def test_broken_answers_raise_post_failed_and_drop_the_connection(raw_server, answer):
+def test_broken_answers_raise_typed_post_failures_and_drop_the_connection(
+    raw_server, answer, raised
+):
     server = raw_server(lambda request: answer)
     poster = lean(server, read_timeout=0.3)
     started = time.monotonic()
-    with pytest.raises(PostFailed):
+    with pytest.raises(raised) as failure:
         poster.post("C1", b"{}")
+    assert isinstance(failure.value, PostFailed)
     assert time.monotonic() - started < 3
     assert len(poster.pool._idle) == 0
 

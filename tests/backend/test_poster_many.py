@@ -24,7 +24,7 @@ from botocore.awsrequest import AWSRequest
 
 from backend import fanout
 from backend.fanout import deliver
-from backend.poster import Boto3Poster, Gone, LeanPoster, PostFailed, Throttled
+from backend.poster import Boto3Poster, Gone, LeanPoster, PostFailed, Throttled, Timeout
 from tests.backend.test_poster import (  # noqa: F401  (fixtures, re-exported for pytest)
     CLOSE,
     CREDENTIALS,
@@ -366,7 +366,7 @@ def test_a_server_that_never_answers_fails_those_posts_after_the_read_timeout(ra
     elapsed = time.monotonic() - started
     for (_, frame), error in zip(posts, errors, strict=True):
         if frame == b"hang":
-            assert isinstance(error, PostFailed)
+            assert isinstance(error, Timeout)
             assert "did not answer within 0.3 s" in str(error)
         else:
             assert error is None
@@ -513,10 +513,10 @@ def test_without_epoll_the_fan_out_waits_with_the_selectors_module(raw_server, m
     # macOS and Windows (the sandbox) have no epoll; Lambda (Linux) has.
     import select
 
-    from backend.poster import _Readable
+    from backend.poster.multiplex import Readable
 
     monkeypatch.delattr(select, "epoll", raising=False)
-    waiting = _Readable()
+    waiting = Readable()
     assert waiting._epoll is None and waiting._selector is not None
     waiting.close()
     server = raw_server(lambda request: http(410) if request.body == b'{"n":3}' else OK)
