@@ -1,5 +1,13 @@
 """Structured JSON logs and CloudWatch metrics in embedded metric format (Powertools).
 
+Every entry point is decorated with ``logger.inject_lambda_context(clear_state=True,
+log_event=False)``: each log line carries the Lambda context (``function_request_id``,
+``function_name``, ``cold_start``, ...), and the keys one invocation appended are dropped before
+the next one. The handler then appends the request's own keys (``request_keys``: connection,
+room, route, API Gateway's request id) with ``logger.append_keys``. ``log_event`` is off even
+when ``POWERTOOLS_LOGGER_LOG_EVENT`` is set: the authorizer's event carries the token, and
+message events carry what students wrote.
+
 Metrics are printed as EMF lines on stdout by ``flush()``, never sent by API calls, so they cost
 nothing per message and work the same in Lambda and tests. The sandbox's workers hand the points
 to a sink instead (``configure``), and the sandbox serves them on its ``/_metrics`` endpoint.
@@ -41,6 +49,46 @@ def configure(sink: MetricSink | None, log_level: str | None = None) -> None:
     _sink = sink
     if log_level:
         logger.setLevel(log_level)
+
+
+# Longer values are cut: the authorizer's keys come from the query string, before validation.
+_KEY_LENGTH = 128
+
+
+def request_keys(event: object) -> dict[str, str]:
+    """The keys every log line of this invocation carries, from its event.
+
+    From an API Gateway WebSocket event: ``connectionId``, ``route`` (the ``routeKey``),
+    ``requestId`` (API Gateway's, as in its access log), ``room`` and ``userId`` (from the
+    authorizer's context, or the room the authorizer's query string asks for). From a direct
+    (admin) invocation: ``route`` ``admin:<op>``, and the ``room`` or ``connectionId`` it names.
+    Read with ``.get`` throughout: logging never fails an invocation, whatever its event.
+    """
+    if not isinstance(event, dict):
+        return {}
+    request = event.get("requestContext")
+    if isinstance(request, dict):
+        authorizer = _mapping(request.get("authorizer"))
+        query = _mapping(event.get("queryStringParameters"))
+        keys = {
+            "connectionId": request.get("connectionId"),
+            "route": request.get("routeKey"),
+            "requestId": request.get("requestId"),
+            "room": authorizer.get("room") or query.get("room"),
+            "userId": authorizer.get("userId"),
+        }
+    else:
+        op = event.get("op")
+        keys = {
+            "route": f"admin:{op}" if op else "admin",
+            "room": event.get("room"),
+            "connectionId": event.get("connectionId"),
+        }
+    return {name: str(value)[:_KEY_LENGTH] for name, value in keys.items() if value}
+
+
+def _mapping(value: object) -> dict:
+    return value if isinstance(value, dict) else {}
 
 
 def record(name: str, unit: str, value: float) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import redis.exceptions
 
 from backend import admin, config, runtime
-from backend.observability import invocation, logger
+from backend.observability import invocation, logger, request_keys
 
 
 def _poster():
@@ -18,7 +18,9 @@ def _poster():
     return runtime.poster(endpoint)
 
 
+@logger.inject_lambda_context(clear_state=True, log_event=False)
 def handler(event: object, context: object) -> dict:
+    logger.append_keys(**request_keys(event))
     with invocation("admin"):
         try:
             return admin.handle(

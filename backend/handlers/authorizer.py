@@ -7,7 +7,7 @@ itself answers 401 when the ``token`` query parameter is missing. The token is n
 from __future__ import annotations
 
 from backend import config
-from backend.observability import COUNT, invocation, logger, record
+from backend.observability import COUNT, invocation, logger, record, request_keys
 from backend.tokens import Identity, TokenRejected, verify
 
 
@@ -42,7 +42,9 @@ def authorize(event: dict, secret: str) -> dict:
     return policy("Allow", method_arn, identity.user_id, context)
 
 
+@logger.inject_lambda_context(clear_state=True, log_event=False)
 def handler(event: dict, context: object) -> dict:
+    logger.append_keys(**request_keys(event))
     with invocation("authorizer"):
         try:
             return authorize(event, config.settings().token_secret)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from backend import classroom, config, runtime
 from backend.handlers.events import OK, caller, poster
-from backend.observability import invocation, logger
+from backend.observability import invocation, logger, request_keys
 
 
+@logger.inject_lambda_context(clear_state=True, log_event=False)
 def handler(event: dict, context: object) -> dict:
+    logger.append_keys(**request_keys(event))
     with invocation("disconnect"):
         who = caller(event)
         classroom.disconnect(
@@ -21,8 +23,6 @@ def handler(event: dict, context: object) -> dict:
         logger.info(
             "disconnected",
             extra={
-                "connectionId": who.connection_id,
-                "room": who.room,
                 "status": request.get("disconnectStatusCode"),
                 "reason": request.get("disconnectReason"),
             },

@@ -39,7 +39,12 @@ if os.path.exists(os.path.join(sys.argv[1], "backend", "handlers", "authorizer.p
         "methodArn": "arn:aws:execute-api:us-east-1:123456789012:abc123/prod/$connect",
         "queryStringParameters": {"token": token, "room": "r1"},
     }
-    answer = authorizer.handler(event, None)
+    class Context:  # what Powertools' inject_lambda_context reads of Lambda's context
+        function_name = "classroom-authorizer"
+        memory_limit_in_mb = 256
+        invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:classroom-authorizer"
+        aws_request_id = "3f7f1f3e-5b8e-4c1e-9d1a-2b8f0f6e7a11"
+    answer = authorizer.handler(event, Context())
     result["authorizer"] = [answer["policyDocument"]["Statement"][0]["Effect"], answer["context"]]
 print("RESULT " + json.dumps(result))
 """
