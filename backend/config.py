@@ -1,8 +1,10 @@
 """Settings of the backend, read from the environment once per cold start.
 
-Every handler calls ``settings()``; in Lambda the first call reads the environment (and Secrets
-Manager for the token secret when only its ARN is given) and later warm invocations reuse it.
-Anything else that runs the handlers (the sandbox's workers) hands its settings in with
+Every handler calls ``settings()``; in Lambda the first call reads the environment and later
+warm invocations reuse it. Secret values are not kept in the settings: the environment names
+them by ARN (``TOKEN_SECRET_ARN``, ``REDIS_AUTH_SECRET_ARN``) and they are read through
+``backend.secret``, again whenever they are older than its ``MAX_AGE``. Anything else
+that runs the handlers (the sandbox's workers) hands its settings in with
 ``backend.runtime.configure`` instead, and the environment is never read.
 """
 
@@ -11,13 +13,16 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass
-from urllib.parse import quote
+
+from backend import secret
 
 
 @dataclass(frozen=True)
 class Settings:
     redis_url: str
     redis_cluster: bool
+    # The Redis AUTH token's secret; None when the URL carries the password, or Redis needs none.
+    redis_auth_secret_arn: str | None
     token_secret_value: str | None
     token_secret_arn: str | None
     log_max_messages: int
@@ -30,17 +35,15 @@ class Settings:
     poster: str
     region: str
 
-    @functools.cached_property
+    @property
     def token_secret(self) -> str:
-        """The HS256 secret; fetched from Secrets Manager once when only its ARN is set."""
+        """The HS256 secret: ``TOKEN_SECRET`` as given, else ``TOKEN_SECRET_ARN``'s current value
+        (read again once ``secret.MAX_AGE`` old, so a rotation needs no cold start)."""
         if self.token_secret_value:
             return self.token_secret_value
         if not self.token_secret_arn:
             raise RuntimeError("TOKEN_SECRET or TOKEN_SECRET_ARN must be set")
-        import boto3
-
-        client = boto3.client("secretsmanager", region_name=self.region)
-        return client.get_secret_value(SecretId=self.token_secret_arn)["SecretString"]
+        return secret.value_of(self.token_secret_arn, self.region)
 
 
 def _int(env: dict, name: str, default: int) -> int:
@@ -53,15 +56,14 @@ def _flag(env: dict, name: str) -> bool:
 
 
 def redis_url_from(env: dict) -> str:
-    """``REDIS_URL`` as given, or one built from host, port, TLS and auth token."""
+    """``REDIS_URL`` as given, or one built from host, port and TLS (the AUTH token is a secret,
+    ``REDIS_AUTH_SECRET_ARN``, handed to the client apart from the URL)."""
     if env.get("REDIS_URL"):
         return env["REDIS_URL"]
     host = env.get("REDIS_HOST", "127.0.0.1")
     port = env.get("REDIS_PORT", "6379")
     scheme = "rediss" if _flag(env, "REDIS_TLS") else "redis"
-    token = env.get("REDIS_AUTH_TOKEN")
-    auth = f":{quote(token, safe='')}@" if token else ""
-    return f"{scheme}://{auth}{host}:{port}/0"
+    return f"{scheme}://{host}:{port}/0"
 
 
 def load(env: dict | None = None) -> Settings:
@@ -69,6 +71,7 @@ def load(env: dict | None = None) -> Settings:
     return Settings(
         redis_url=redis_url_from(env),
         redis_cluster=_flag(env, "REDIS_CLUSTER"),
+        redis_auth_secret_arn=env.get("REDIS_AUTH_SECRET_ARN") or None,
         token_secret_value=env.get("TOKEN_SECRET") or None,
         token_secret_arn=env.get("TOKEN_SECRET_ARN") or None,
         log_max_messages=_int(env, "LOG_MAX_MESSAGES", 1000),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import boto3
-
 from backend import config
 
 
@@ -17,17 +15,19 @@ def test_defaults():
     assert settings.poster == "lean"
 
 
-def test_redis_url_from_host_port_tls_and_auth_token():
+def test_redis_url_from_host_port_and_tls_the_auth_token_a_secret_apart():
+    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:redis-auth-AbCdEf"
     settings = config.load(
         {
             "REDIS_HOST": "master.cache.amazonaws.com",
             "REDIS_PORT": "6380",
             "REDIS_TLS": "true",
-            "REDIS_AUTH_TOKEN": "p@ss/word",
+            "REDIS_AUTH_SECRET_ARN": arn,
             "REDIS_CLUSTER": "true",
         }
     )
-    assert settings.redis_url == "rediss://:p%40ss%2Fword@master.cache.amazonaws.com:6380/0"
+    assert settings.redis_url == "rediss://master.cache.amazonaws.com:6380/0"
+    assert settings.redis_auth_secret_arn == arn
     assert settings.redis_cluster is True
 
 
@@ -35,15 +35,3 @@ def test_redis_url_wins_over_parts():
     assert (
         config.load({"REDIS_URL": "redis://x:1/2", "REDIS_HOST": "y"}).redis_url == "redis://x:1/2"
     )
-
-
-def test_token_secret_is_read_from_secrets_manager_once(
-    monkeypatch, aws_environment, moto_endpoint
-):
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto_endpoint)
-    client = boto3.client("secretsmanager", region_name="us-east-1", endpoint_url=moto_endpoint)
-    arn = client.create_secret(Name="classroom-token-secret-test", SecretString="s3cret")["ARN"]
-    settings = config.load({"TOKEN_SECRET_ARN": arn, "AWS_REGION": "us-east-1"})
-    assert settings.token_secret == "s3cret"
-    client.put_secret_value(SecretId=arn, SecretString="rotated")
-    assert settings.token_secret == "s3cret"  # read once per cold start

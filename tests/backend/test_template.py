@@ -392,9 +392,7 @@ def test_redis_functions_get_exactly_the_documented_environment(resources: dict)
             expected -= {"MANAGEMENT_ENDPOINT_URL"}
         assert set(variables) == expected, name
         assert variables["REDIS_TLS"] == "true", name
-        assert variables["REDIS_AUTH_TOKEN"] == {
-            "Fn::Sub": "{{resolve:secretsmanager:${RedisAuthSecret}}}"
-        }, name
+        assert variables["REDIS_AUTH_SECRET_ARN"] == {"Ref": "RedisAuthSecret"}, name
         assert variables["REDIS_CLUSTER"] == {"Fn::If": ["IsClusterMode", "true", "false"]}, name
         assert variables["TOKEN_SECRET_ARN"] == {"Ref": "TokenSecret"}, name
         assert references(variables["REDIS_HOST"]) == {"ReplicationGroup"}, name
@@ -609,16 +607,33 @@ def test_manage_connections_only_for_posting_functions(resources: dict) -> None:
         assert methods == ({"POST", "DELETE"} if name == "AdminFunction" else {"POST"}), name
 
 
-def test_secret_reads_are_limited_to_the_token_secret(resources: dict) -> None:
-    readers = set()
+SECRET_READERS = {
+    "TokenSecret": {"AuthorizerFunction", "AdminFunction"},
+    "RedisAuthSecret": REDIS_FUNCTIONS,
+}
+
+
+def test_secret_reads_are_each_one_secret_for_the_functions_that_read_it(resources: dict) -> None:
+    readers: dict[str, set[str]] = {secret: set() for secret in SECRET_READERS}
     for name in HANDLERS:
         for statement in granting(resources, name, "secretsmanager:GetSecretValue"):
-            assert statement["Resource"] == {"Ref": "TokenSecret"}, name
-            readers.add(name)
-    assert readers == {"AuthorizerFunction", "AdminFunction"}
+            assert as_list(statement["Action"]) == ["secretsmanager:GetSecretValue"], name
+            (secret,) = references(statement["Resource"])
+            assert statement["Resource"] == {"Ref": secret}, name  # the secret itself, no pattern
+            readers[secret].add(name)
+    assert readers == SECRET_READERS
     for name, statement in _all_policy_statements(resources):
         if any(action.startswith("secretsmanager:") for action in as_list(statement["Action"])):
-            assert statement["Resource"] == {"Ref": "TokenSecret"}, name
+            assert references(statement["Resource"]) <= set(SECRET_READERS), name
+
+
+def test_no_function_has_a_secret_value_in_its_environment(resources: dict) -> None:
+    for name in HANDLERS:
+        variables = resources[name]["Properties"]["Environment"]["Variables"]
+        assert "{{resolve:" not in json.dumps(variables), name
+        # A function that reads the Redis AUTH token is told which secret it is, and may read it.
+        told = variables.get("REDIS_AUTH_SECRET_ARN") == {"Ref": "RedisAuthSecret"}
+        assert told == (name in SECRET_READERS["RedisAuthSecret"]), name
 
 
 def test_functions_write_only_their_own_log_group(resources: dict) -> None:
