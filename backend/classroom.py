@@ -7,7 +7,7 @@ management API too, exactly as in AWS.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from backend import frames
 from backend.fanout import FanoutResult, deliver
@@ -18,16 +18,51 @@ from backend.registry import Member, Registry, now_ms
 
 @dataclass(frozen=True)
 class Caller:
-    """The connection a frame came from, as the authorizer's context names it."""
+    """The connection a frame came from, as the authorizer's context names it, and what the
+    event says of the connection (enough to register it again if its registration is lost)."""
 
     connection_id: str
     user_id: str
     role: str
     room: str
+    connected_at: int = 0
+    source_ip: str = ""
+    user_agent: str = ""
 
     @property
     def hidden(self) -> bool:
         return self.role == "support"
+
+    @property
+    def complete(self) -> bool:
+        """Whether the context names the user, role and room (API Gateway passes $connect's)."""
+        return bool(self.user_id and self.role and self.room)
+
+    def member(self) -> Member:
+        return Member(
+            connectionId=self.connection_id,
+            userId=self.user_id,
+            role=self.role,
+            connectedAt=self.connected_at or now_ms(),
+            sourceIp=self.source_ip,
+            userAgent=self.user_agent,
+            hidden=self.hidden,
+        )
+
+
+def resolve(registry: Registry, caller: Caller) -> Caller | None:
+    """The caller with its user, role and room; from its connection record when the event's
+    authorizer context lacks them, None when there is no record either."""
+    if caller.complete:
+        return caller
+    record = registry.room_of(caller.connection_id) or {}
+    found = replace(
+        caller,
+        user_id=record.get("userId", ""),
+        role=record.get("role", ""),
+        room=record.get("room", ""),
+    )
+    return found if found.complete else None
 
 
 def fan_out(
@@ -161,6 +196,16 @@ def handle_frame(
     concurrency: int = 128,
 ) -> str | None:
     """Answers one client frame; returns the error code it earned, if any."""
+    resolved = resolve(registry, caller)
+    if resolved is None:
+        logger.warning(
+            "frame without authorizer context or connection record",
+            extra={"connectionId": caller.connection_id},
+        )
+        message = "this connection is not registered in a classroom; connect again"
+        reply(poster, caller, frames.error("forbidden", message, frames.client_id_of(body)))
+        return "forbidden"
+    caller = resolved
     try:
         request = frames.parse(body, caller.room)
     except frames.FrameError as error:
