@@ -219,7 +219,11 @@ def handle_frame(
             message = "with its envelope the message would exceed 128 KB; send less data"
             reply(poster, caller, frames.error("too_large", message, request.id))
             return "too_large"
-        seq, members = registry.store(caller.room, caller.connection_id, head, tail, now)
+        stored = registry.store(caller.room, caller.member(), head, tail, now)
+        others = [m for m in stored.members if m != caller.connection_id]
+        if stored.rejoined:
+            tell_rejoined(registry, poster, caller, others, concurrency)
+        seq = stored.seq
         if seq == 0:
             limit = registry.rate_limit_per_second
             message = f"at most {limit} messages a second; slow down and resend"
@@ -236,11 +240,15 @@ def handle_frame(
                     "ts": now,
                 }
             )
-        others = [m for m in members if m != caller.connection_id]
         message = head + str(seq) + tail
         ack = (caller.connection_id, frames.ack(request.id, seq))
         fan_out(registry, poster, caller.room, others, message, concurrency, lead=ack)
-    elif isinstance(request, frames.Sync):
+        return None
+
+    rejoined, others = registry.touch(caller.room, caller.member())
+    if rejoined:
+        tell_rejoined(registry, poster, caller, others, concurrency)
+    if isinstance(request, frames.Sync):
         history = registry.history(caller.room, request.since)
         for part in frames.history(
             caller.room, history.messages, history.latest, history.truncated
@@ -251,6 +259,20 @@ def handle_frame(
         visible = [m.presence() for m in registry.members(caller.room) if not m.hidden]
         reply(poster, caller, frames.presence(caller.room, visible))
     else:
-        registry.refresh(caller.room, caller.connection_id)
         reply(poster, caller, frames.pong(now_ms()))
     return None
+
+
+def tell_rejoined(
+    registry: Registry, poster: Poster, caller: Caller, others: list[str], concurrency: int
+) -> None:
+    """A connection whose registration was lost is registered again: the room hears ``join``
+    (support stays hidden), as it did when the connection first came."""
+    logger.info(
+        "registration written again",
+        extra={"connectionId": caller.connection_id, "room": caller.room},
+    )
+    record("RegistrationsHealed", COUNT, 1)
+    if not caller.hidden:
+        frame = frames.join(caller.room, caller.user_id, caller.role)
+        fan_out(registry, poster, caller.room, others, frame, concurrency)

@@ -9,8 +9,9 @@ import json
 import pytest
 
 from backend.handlers import messages
+from backend.registry import room_keys
 from tests.backend.conftest import LambdaContext, load_event
-from tests.backend.test_handlers import ROOM, join
+from tests.backend.test_handlers import ROOM, frame, join, leave
 
 MESSAGE = {"action": "send", "type": "chat.message", "data": "hi", "id": "m1"}
 
@@ -81,3 +82,112 @@ def test_a_frame_without_context_or_connection_record_is_forbidden(
     assert error["id"] == body.get("id")
     assert all(physics.frames(m) == [] for m in ("T1", "S1", "S2"))
     assert sorted(redis_client.keys("*")) == keys_before
+
+
+def ping(connection_id: str, user_id: str, role: str = "student") -> None:
+    frame(connection_id, user_id, {"action": "ping"}, role=role, route="ping")
+
+
+def events(management, connection_id: str) -> list[tuple]:
+    return [
+        (f["event"], f.get("userId") or f.get("seq") or f.get("code"))
+        for f in management.frames(connection_id)
+    ]
+
+
+def test_after_lost_data_each_frame_registers_its_connection_again(physics, redis_client):
+    """FLUSHALL as a node that came back empty: pings, a send and a who each heal their
+    connection, and the room hears ``join`` for it from then on."""
+    redis_client.flushall()
+    ping("T1", "teacher-1", "teacher")
+    ping("S1", "student-1")
+    frame("S2", "student-2", {"action": "send", "type": "chat.message", "id": "after"})
+    assert events(physics, "T1")[1:3] == [("join", "student-1"), ("join", "student-2")]
+    (ack,) = [f for f in physics.frames("S2") if f["event"] == "ack"]
+    for member in ("T1", "S1"):
+        assert physics.frames(member)[-1]["seq"] == ack["seq"]
+    assert sorted(redis_client.zrange(room_keys(ROOM)[0], 0, -1)) == ["S1", "S2", "T1"]
+    info = json.loads(redis_client.hget(room_keys(ROOM)[1], "S1"))
+    assert info == {
+        "connectionId": "S1",
+        "userId": "student-1",
+        "role": "student",
+        "connectedAt": 1795072718000,
+        "sourceIp": "203.0.113.7",
+        "userAgent": "Mozilla/5.0 (Whiteboard)",
+        "hidden": False,
+    }
+    assert redis_client.hgetall("conn:{S1}") == {
+        "room": ROOM,
+        "userId": "student-1",
+        "role": "student",
+        "hidden": "0",
+    }
+    assert 0 < redis_client.ttl("conn:{S1}") <= 7200
+    assert redis_client.zscore("rooms", ROOM) is not None
+    physics.reset()
+    frame("T1", "teacher-1", {"action": "who"}, role="teacher", route="who")
+    (presence,) = physics.frames("T1")
+    assert sorted(m["userId"] for m in presence["members"]) == [
+        "student-1",
+        "student-2",
+        "teacher-1",
+    ]
+
+
+def test_a_support_member_registered_again_stays_hidden(physics, redis_client):
+    join("X1", "staff@example.com", "support")
+    redis_client.flushall()
+    ping("T1", "teacher-1", "teacher")
+    ping("X1", "staff@example.com", "support")
+    frame("X1", "staff@example.com", {"action": "who"}, role="support", route="who")
+    assert "X1" in redis_client.zrange(room_keys(ROOM)[0], 0, -1)
+    assert [f["event"] for f in physics.frames("T1")] == ["pong"]
+    (presence,) = [f for f in physics.frames("X1") if f["event"] == "presence"]
+    assert [m["userId"] for m in presence["members"]] == ["teacher-1"]
+
+
+def test_a_frame_racing_its_disconnect_does_not_register_it_again(physics, redis_client):
+    leave("S2", "student-2")
+    physics.reset()
+    ping("S2", "student-2")
+    frame("S2", "student-2", {"action": "send", "type": "chat.message"})
+    assert "S2" not in redis_client.zrange(room_keys(ROOM)[0], 0, -1)
+    assert not redis_client.exists("conn:{S2}")
+    assert [f["event"] for f in physics.frames("T1")] == ["message"]
+
+
+def acks(management, connection_id: str) -> list[int]:
+    return [f["seq"] for f in management.frames(connection_id) if f["event"] == "ack"]
+
+
+def test_seq_never_goes_backwards_after_lost_data(physics, redis_client):
+    for n in range(3):
+        frame("S1", "student-1", {"action": "send", "type": "chat.message", "data": n})
+    held = physics.frames("S2")[-1]["seq"]
+    redis_client.flushall()
+
+    frame("S2", "student-2", {"action": "sync", "since": held}, route="sync")
+    (history,) = [f for f in physics.frames("S2") if f["event"] == "history"]
+    assert history["messages"] == [] and history["latest"] >= held
+    assert history["truncated"] is True  # what was lost with the data is gone
+
+    frame("S1", "student-1", {"action": "send", "type": "chat.message", "data": "after"})
+    (after,) = acks(physics, "S1")[3:]
+    assert after > held
+    frame("S2", "student-2", {"action": "sync", "since": held}, route="sync")
+    history = [f for f in physics.frames("S2") if f["event"] == "history"][-1]
+    assert [m["seq"] for m in history["messages"]] == [after]
+    assert history["truncated"] is True
+
+
+def test_a_room_whose_count_expired_starts_above_its_old_seqs(physics, redis_client):
+    frame("S1", "student-1", {"action": "send", "type": "chat.message"})
+    (before,) = acks(physics, "S1")
+    for key in room_keys(ROOM)[2:]:
+        redis_client.delete(key)  # as after 31 idle days
+    frame("S1", "student-1", {"action": "send", "type": "chat.message"})
+    assert acks(physics, "S1")[1] > before
+    frame("S2", "student-2", {"action": "sync", "since": 0}, route="sync")
+    history = physics.frames("S2")[-1]
+    assert len(history["messages"]) == 1 and history["truncated"] is False
