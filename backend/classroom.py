@@ -219,7 +219,7 @@ def handle_frame(
             message = "with its envelope the message would exceed 128 KB; send less data"
             reply(poster, caller, frames.error("too_large", message, request.id))
             return "too_large"
-        stored = registry.store(caller.room, caller.member(), head, tail, now)
+        stored = registry.store(caller.room, caller.member(), head, tail, now, request.id)
         others = [m for m in stored.members if m != caller.connection_id]
         if stored.rejoined:
             tell_rejoined(registry, poster, caller, others, concurrency)
@@ -229,6 +229,16 @@ def handle_frame(
             message = f"at most {limit} messages a second; slow down and resend"
             reply(poster, caller, frames.error("rate_limited", message, request.id))
             return "rate_limited"
+        ack = (caller.connection_id, frames.ack(request.id, seq))
+        if stored.duplicate:
+            # A resend (after ``unavailable`` or no ack): nothing new was stored. The first
+            # attempt's fan-out may never have run (its answer came too late), so the members
+            # get the stored frame again; a client drops a seq it already holds.
+            record("DuplicateSends", COUNT, 1)
+            targets = others if stored.original else []
+            original = stored.original or ""
+            fan_out(registry, poster, caller.room, targets, original, concurrency, lead=ack)
+            return None
         if caller.hidden:
             registry.audit(
                 {
@@ -241,7 +251,6 @@ def handle_frame(
                 }
             )
         message = head + str(seq) + tail
-        ack = (caller.connection_id, frames.ack(request.id, seq))
         fan_out(registry, poster, caller.room, others, message, concurrency, lead=ack)
         return None
 

@@ -182,7 +182,7 @@ if dedupe ~= '' then
   local seen = redis.call('ZSCORE', KEYS[6], dedupe)
   if seen then
     local original = redis.call('ZRANGEBYSCORE', KEYS[3], seen, seen)
-    return {tonumber(seen), members, rejoined, original[1] or false}
+    return {tonumber(seen), members, rejoined, original[1] or ''}
   end
 end
 local limit = tonumber(ARGV[9])
@@ -269,7 +269,8 @@ class History:
 class Stored:
     """What ``store`` did with a message: its seq (0: over the rate, nothing stored), every live
     connection, whether the sender was registered again, and for a resend of a message already
-    in the log, that message's frame as stored (``seq`` is then the original's)."""
+    in the log, that message's frame as stored (``seq`` is then the original's; the frame is
+    empty if the log no longer has it)."""
 
     seq: int
     members: list[str]
@@ -406,7 +407,8 @@ class Registry:
             ],
         )
         seq, members, rejoined, original = answer
-        stored = Stored(int(seq), _text(members), bool(rejoined), _str(original) or None)
+        original = _str(original) if original is not None else None
+        stored = Stored(int(seq), _text(members), bool(rejoined), original)
         if stored.rejoined:
             self._write_records(room, sender, now)
         return stored

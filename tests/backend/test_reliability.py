@@ -5,13 +5,18 @@ data, a stalled Redis. Real handlers, real Redis, the recording management API
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
+import redis
 
+from backend import runtime
 from backend.handlers import messages
 from backend.registry import room_keys
 from tests.backend.conftest import LambdaContext, load_event
 from tests.backend.test_handlers import ROOM, frame, join, leave
+from tests.conftest import start_redis
+from tests.waiting import eventually
 
 MESSAGE = {"action": "send", "type": "chat.message", "data": "hi", "id": "m1"}
 
@@ -191,3 +196,112 @@ def test_a_room_whose_count_expired_starts_above_its_old_seqs(physics, redis_cli
     frame("S2", "student-2", {"action": "sync", "since": 0}, route="sync")
     history = physics.frames("S2")[-1]
     assert len(history["messages"]) == 1 and history["truncated"] is False
+
+
+def stored_ids(redis_client) -> list[str]:
+    return [json.loads(m)["id"] for m in redis_client.zrange(room_keys(ROOM)[2], 0, -1)]
+
+
+def test_a_resend_with_the_same_id_answers_the_original_ack_and_stores_nothing(
+    physics, redis_client
+):
+    frame("S1", "student-1", MESSAGE)
+    (first,) = physics.frames("S1")
+    (delivered,) = physics.frames("T1")
+    physics.reset()
+    frame("S1", "student-1", MESSAGE | {"data": "typed again"})
+    assert physics.frames("S1") == [first]
+    assert stored_ids(redis_client) == ["m1"]
+    assert int(redis_client.get(room_keys(ROOM)[3])) == first["seq"]
+    # The first attempt's fan-out may never have run: the members get the stored frame again,
+    # the same seq and bytes, which a client holding it drops.
+    assert physics.frames("T1") == [delivered] and physics.frames("S2") == [delivered]
+
+
+def test_the_same_id_from_another_user_or_no_id_is_a_new_message(physics, redis_client):
+    frame("S1", "student-1", MESSAGE)
+    frame("S2", "student-2", MESSAGE)
+    unnamed = {"action": "send", "type": "chat.message"}
+    frame("S1", "student-1", unnamed)
+    frame("S1", "student-1", unnamed)
+    seqs = acks(physics, "S1") + acks(physics, "S2")
+    assert len(set(seqs)) == 4
+    assert stored_ids(redis_client) == ["m1", "m1", None, None]
+
+
+def test_a_resend_after_the_original_left_the_log_is_stored_again(
+    monkeypatch, physics, redis_client
+):
+    monkeypatch.setenv("LOG_MAX_MESSAGES", "3")
+    runtime.reset()
+    frame("S1", "student-1", MESSAGE)
+    for n in range(3):
+        frame("S1", "student-1", MESSAGE | {"id": f"later-{n}"})
+    assert redis_client.zcard(room_keys(ROOM)[5]) == 3  # ids leave with their messages
+    frame("S1", "student-1", MESSAGE)
+    first, *_, again = acks(physics, "S1")
+    assert again > first and stored_ids(redis_client)[-1] == "m1"
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A redis-server of this test's own, so it can be stalled without stalling other tests."""
+    binary = shutil.which("redis-server")
+    port, process = start_redis(binary, str(tmp_path), ("--enable-debug-command", "yes"))
+    client = redis.Redis(port=port, decode_responses=True)
+    try:
+        yield port, client
+    finally:
+        client.close()
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def stall(port: int, seconds: int) -> redis.Connection:
+    """Blocks the server for ``seconds`` (DEBUG SLEEP, as a long command or a failover's pause
+    would) and returns once it is blocked: a probe's PING then goes unanswered."""
+    sleeper = redis.Connection(port=port)
+    sleeper.send_command("DEBUG", "SLEEP", str(seconds))
+    probe = redis.Redis(port=port, socket_timeout=0.1, retry=None)
+
+    def blocked() -> bool:
+        try:
+            probe.ping()
+            return False
+        except redis.TimeoutError:
+            return True
+
+    eventually(blocked, message="the test's Redis to stall")
+    probe.close()
+    return sleeper
+
+
+def test_a_send_answered_unavailable_during_a_stall_is_resent_without_a_duplicate(
+    monkeypatch, backend_env, management, own_redis
+):
+    """Redis stalls longer than the handler's socket timeout: the send is answered
+    ``unavailable`` although Redis runs it once the stall ends (the command was already in its
+    socket). The client resends with the same id and gets the original ack, and the members
+    get the message the first attempt never fanned out; one message is stored."""
+    port, client = own_redis
+    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{port}/0?socket_timeout=0.2")
+    runtime.reset()
+    join("T1", "teacher-1", "teacher")
+    join("S1", "student-1")
+    frame("S1", "student-1", MESSAGE | {"id": "warm"})  # loads the script
+    management.reset()
+
+    sleeper = stall(port, 3)
+    frame("S1", "student-1", MESSAGE)
+    assert [(f["code"], f["id"]) for f in management.frames("S1")] == [("unavailable", "m1")]
+    assert management.frames("T1") == []
+    sleeper.read_response()  # the stall is over
+    sleeper.disconnect()
+    assert stored_ids(client) == ["warm", "m1"]  # stored all the same
+
+    frame("S1", "student-1", MESSAGE)
+    ack = management.frames("S1")[-1]
+    assert ack == {"event": "ack", "id": "m1", "seq": int(client.get(room_keys(ROOM)[3]))}
+    assert stored_ids(client) == ["warm", "m1"]
+    (message,) = management.frames("T1")
+    assert (message["id"], message["seq"]) == ("m1", ack["seq"])
