@@ -7,7 +7,7 @@ management API too, exactly as in AWS.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from backend import frames
 from backend.fanout import FanoutResult, deliver
@@ -18,16 +18,51 @@ from backend.registry import Member, Registry, now_ms
 
 @dataclass(frozen=True)
 class Caller:
-    """The connection a frame came from, as the authorizer's context names it."""
+    """The connection a frame came from, as the authorizer's context names it, and what the
+    event says of the connection (enough to register it again if its registration is lost)."""
 
     connection_id: str
     user_id: str
     role: str
     room: str
+    connected_at: int = 0
+    source_ip: str = ""
+    user_agent: str = ""
 
     @property
     def hidden(self) -> bool:
         return self.role == "support"
+
+    @property
+    def complete(self) -> bool:
+        """Whether the context names the user, role and room (API Gateway passes $connect's)."""
+        return bool(self.user_id and self.role and self.room)
+
+    def member(self) -> Member:
+        return Member(
+            connectionId=self.connection_id,
+            userId=self.user_id,
+            role=self.role,
+            connectedAt=self.connected_at or now_ms(),
+            sourceIp=self.source_ip,
+            userAgent=self.user_agent,
+            hidden=self.hidden,
+        )
+
+
+def resolve(registry: Registry, caller: Caller) -> Caller | None:
+    """The caller with its user, role and room; from its connection record when the event's
+    authorizer context lacks them, None when there is no record either."""
+    if caller.complete:
+        return caller
+    record = registry.room_of(caller.connection_id) or {}
+    found = replace(
+        caller,
+        user_id=record.get("userId", ""),
+        role=record.get("role", ""),
+        room=record.get("room", ""),
+    )
+    return found if found.complete else None
 
 
 def fan_out(
@@ -161,6 +196,16 @@ def handle_frame(
     concurrency: int = 128,
 ) -> str | None:
     """Answers one client frame; returns the error code it earned, if any."""
+    resolved = resolve(registry, caller)
+    if resolved is None:
+        logger.warning(
+            "frame without authorizer context or connection record",
+            extra={"connectionId": caller.connection_id},
+        )
+        message = "this connection is not registered in a classroom; connect again"
+        reply(poster, caller, frames.error("forbidden", message, frames.client_id_of(body)))
+        return "forbidden"
+    caller = resolved
     try:
         request = frames.parse(body, caller.room)
     except frames.FrameError as error:
@@ -174,12 +219,26 @@ def handle_frame(
             message = "with its envelope the message would exceed 128 KB; send less data"
             reply(poster, caller, frames.error("too_large", message, request.id))
             return "too_large"
-        seq, members = registry.store(caller.room, caller.connection_id, head, tail, now)
+        stored = registry.store(caller.room, caller.member(), head, tail, now, request.id)
+        others = [m for m in stored.members if m != caller.connection_id]
+        if stored.rejoined:
+            tell_rejoined(registry, poster, caller, others, concurrency)
+        seq = stored.seq
         if seq == 0:
             limit = registry.rate_limit_per_second
             message = f"at most {limit} messages a second; slow down and resend"
             reply(poster, caller, frames.error("rate_limited", message, request.id))
             return "rate_limited"
+        ack = (caller.connection_id, frames.ack(request.id, seq))
+        if stored.duplicate:
+            # A resend (after ``unavailable`` or no ack): nothing new was stored. The first
+            # attempt's fan-out may never have run (its answer came too late), so the members
+            # get the stored frame again; a client drops a seq it already holds.
+            record("DuplicateSends", COUNT, 1)
+            targets = others if stored.original else []
+            original = stored.original or ""
+            fan_out(registry, poster, caller.room, targets, original, concurrency, lead=ack)
+            return None
         if caller.hidden:
             registry.audit(
                 {
@@ -191,11 +250,14 @@ def handle_frame(
                     "ts": now,
                 }
             )
-        others = [m for m in members if m != caller.connection_id]
         message = head + str(seq) + tail
-        ack = (caller.connection_id, frames.ack(request.id, seq))
         fan_out(registry, poster, caller.room, others, message, concurrency, lead=ack)
-    elif isinstance(request, frames.Sync):
+        return None
+
+    rejoined, others = registry.touch(caller.room, caller.member())
+    if rejoined:
+        tell_rejoined(registry, poster, caller, others, concurrency)
+    if isinstance(request, frames.Sync):
         history = registry.history(caller.room, request.since)
         for part in frames.history(
             caller.room, history.messages, history.latest, history.truncated
@@ -206,6 +268,20 @@ def handle_frame(
         visible = [m.presence() for m in registry.members(caller.room) if not m.hidden]
         reply(poster, caller, frames.presence(caller.room, visible))
     else:
-        registry.refresh(caller.room, caller.connection_id)
         reply(poster, caller, frames.pong(now_ms()))
     return None
+
+
+def tell_rejoined(
+    registry: Registry, poster: Poster, caller: Caller, others: list[str], concurrency: int
+) -> None:
+    """A connection whose registration was lost is registered again: the room hears ``join``
+    (support stays hidden), as it did when the connection first came."""
+    logger.info(
+        "registration written again",
+        extra={"connectionId": caller.connection_id, "room": caller.room},
+    )
+    record("RegistrationsHealed", COUNT, 1)
+    if not caller.hidden:
+        frame = frames.join(caller.room, caller.user_id, caller.role)
+        fan_out(registry, poster, caller.room, others, frame, concurrency)

@@ -6,8 +6,12 @@ This module is the only one that knows the keys. Per-classroom keys share the ha
     room:{r}:members   sorted set  connectionId -> registration expiry (epoch ms)
     room:{r}:info      hash        connectionId -> member JSON (userId, role, connectedAt, ...)
     room:{r}:log       sorted set  stored message frame -> seq
-    room:{r}:seq       string      the last seq given out
-    room:{r}:meta      hash        lastActivity (epoch ms)
+    room:{r}:seq       string      the last seq given out (starts above a floor, see below)
+    room:{r}:meta      hash        lastActivity (epoch ms), floor (the seq the count started at)
+    room:{r}:ids       sorted set  "{len(userId)}:{userId}{clientId}" -> seq, for the messages
+                                   still in the log: a resend with the same id is not stored
+    room:{r}:left      sorted set  connectionId -> when it left (epoch ms), for ten minutes:
+                                   a frame racing its $disconnect must not register it again
     room:{r}:rate:{c}:{s} string   sends by connection c in second s (expires in 2 s)
     conn:{id}          hash        room, userId, role: finds the classroom at $disconnect
     rooms              sorted set  room -> last join (epoch ms): the index of active classrooms
@@ -16,6 +20,13 @@ This module is the only one that knows the keys. Per-classroom keys share the ha
 Registrations expire after the gateway's connection limit unless refreshed by traffic or
 ``ping``, so a lost ``$disconnect`` heals itself; expired members are dropped by the next
 script that reads the classroom.
+
+Lost data heals too (an ElastiCache failover that lost the last writes, a node back empty):
+every frame a connection sends carries its member record, and the script that handles it
+registers the connection again when its registration is gone (unless it left). A room's seq
+count starts from a floor, the Redis clock in microseconds when the ``seq`` key is created,
+so a count that starts again after a loss starts above every seq it gave out before: one
+room's scripts cannot run more than once a microsecond.
 """
 
 from __future__ import annotations
@@ -27,11 +38,21 @@ from dataclasses import asdict, dataclass
 ROOM_INDEX = "rooms"
 AUDIT_STREAM = "audit:support"
 AUDIT_MAX_ENTRIES = 100_000
+# How long a connection that left is remembered, so a frame still in flight when its
+# $disconnect ran does not register it again.
+LEFT_REMEMBERED_SECONDS = 600
 
 
 def room_keys(room: str) -> list[str]:
+    """members, info, log, seq, meta, ids, left: every script gets them all, in this order."""
     tag = "{" + room + "}"
-    return [f"room:{tag}:{part}" for part in ("members", "info", "log", "seq", "meta")]
+    parts = ("members", "info", "log", "seq", "meta", "ids", "left")
+    return [f"room:{tag}:{part}" for part in parts]
+
+
+def dedupe_key(user_id: str, client_id: str) -> str:
+    """The ``ids`` entry of a user's message id; the length prefix keeps it unambiguous."""
+    return f"{len(user_id)}:{user_id}{client_id}"
 
 
 def rate_key(room: str, connection_id: str, second: int) -> str:
@@ -60,7 +81,7 @@ class Member:
         return {"userId": self.userId, "role": self.role, "connectedAt": self.connectedAt}
 
 
-# KEYS: members, info, log, seq, meta. The first lines of each script drop expired members.
+# KEYS: room_keys(). The first lines of each script drop expired members.
 _PRUNE = """
 local now = tonumber(ARGV[1])
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
@@ -69,6 +90,53 @@ if #expired > 0 then
   redis.call('HDEL', KEYS[2], unpack(expired))
 end
 """
+
+# ARGV[2..4]: connectionId, expiry, member JSON. Extends the caller's registration, or
+# writes it again when it is gone (lost data, an expiry) unless the connection left: then
+# ``rejoined`` is 1 and the room is told ``join``.
+_REGISTER = """
+local rejoined = 0
+if redis.call('ZSCORE', KEYS[1], ARGV[2]) then
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+elseif not redis.call('ZSCORE', KEYS[7], ARGV[2]) then
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+  redis.call('HSET', KEYS[2], ARGV[2], ARGV[4])
+  rejoined = 1
+end
+"""
+
+# Starts the room's seq count at the floor (the Redis clock in microseconds) if it has none;
+# ARGV[retention_arg]: retention seconds.
+_FLOOR = """
+local function start_count(retention)
+  if redis.call('EXISTS', KEYS[4]) == 1 then return end
+  local clock = redis.call('TIME')
+  local floor = clock[1] .. string.format('%06d', tonumber(clock[2]))
+  redis.call('SET', KEYS[4], floor, 'EX', retention + 86400 * 30)
+  redis.call('HSET', KEYS[5], 'floor', floor)
+  redis.call('EXPIRE', KEYS[5], retention)
+end
+"""
+
+# Remembers that a connection left (for LEFT_REMEMBERED_SECONDS), forgetting older ones.
+_REMEMBER_LEFT = f"""
+local function remember_left(now, connection_id)
+  redis.call('ZADD', KEYS[7], now, connection_id)
+  redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now - {LEFT_REMEMBERED_SECONDS * 1000})
+  redis.call('EXPIRE', KEYS[7], {LEFT_REMEMBERED_SECONDS})
+end
+"""
+
+# ARGV: now, connectionId, expiry, member JSON. Returns {rejoined, other live members}: the
+# caller's registration refreshed, or written again (``ping``, ``sync``, ``who``).
+_TOUCH = (
+    _PRUNE
+    + _REGISTER
+    + """
+local members = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf')
+return {rejoined, members}
+"""
+)
 
 # ARGV: now, connectionId, expiry, member JSON. Returns the other live members.
 _JOIN = (
@@ -85,67 +153,99 @@ return members
 # ARGV: now, connectionId. Returns {removed member JSON or false, other live members}.
 _LEAVE = (
     _PRUNE
+    + _REMEMBER_LEFT
     + """
 local info = redis.call('HGET', KEYS[2], ARGV[2])
 redis.call('ZREM', KEYS[1], ARGV[2])
 redis.call('HDEL', KEYS[2], ARGV[2])
+remember_left(now, ARGV[2])
 local members = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf')
 return {info or false, members}
 """
 )
 
-# KEYS[6]: the sender's send counter for this second. ARGV: now, sender connectionId, sender
-# expiry, frame head, frame tail, max messages, retention seconds, rate limit a second (0: off).
-# Stores the frame with the next seq and returns {seq, live members}, or {0} when the sender is
-# over its rate: the whole broadcast costs this one round trip, whatever the classroom's size.
+# KEYS[8]: the sender's send counter for this second. ARGV: now, sender connectionId, sender
+# expiry, sender member JSON, frame head, frame tail, max messages, retention seconds, rate
+# limit a second (0: off), dedupe key ('' when the message has no id). Stores the frame with
+# the next seq and returns {seq, live members, rejoined, false}; {0, members, rejoined, false}
+# when the sender is over its rate; {original seq, members, rejoined, original frame} when the
+# sender's id is already in the log. The whole broadcast costs this one round trip, whatever
+# the classroom's size, and so does a resend or a sender registered again.
 _SEND = (
     _PRUNE
+    + _REGISTER
+    + _FLOOR
     + """
-local limit = tonumber(ARGV[8])
-if limit > 0 then
-  local used = redis.call('INCR', KEYS[6])
-  if used == 1 then redis.call('EXPIRE', KEYS[6], 2) end
-  if used > limit then return {0} end
+local members = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf')
+local dedupe = ARGV[10]
+if dedupe ~= '' then
+  local seen = redis.call('ZSCORE', KEYS[6], dedupe)
+  if seen then
+    local original = redis.call('ZRANGEBYSCORE', KEYS[3], seen, seen)
+    return {tonumber(seen), members, rejoined, original[1] or ''}
+  end
 end
+local limit = tonumber(ARGV[9])
+if limit > 0 then
+  local used = redis.call('INCR', KEYS[8])
+  if used == 1 then redis.call('EXPIRE', KEYS[8], 2) end
+  if used > limit then return {0, members, rejoined, false} end
+end
+local retention = tonumber(ARGV[8])
+start_count(retention)
 local seq = redis.call('INCR', KEYS[4])
-redis.call('ZADD', KEYS[3], seq, ARGV[4] .. seq .. ARGV[5])
-local keep = tonumber(ARGV[6])
-redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -(keep + 1))
-local retention = tonumber(ARGV[7])
+-- Lua's own number format would write a seq past 10^14 with an exponent.
+redis.call('ZADD', KEYS[3], seq, ARGV[5] .. string.format('%.0f', seq) .. ARGV[6])
+if redis.call('ZREMRANGEBYRANK', KEYS[3], 0, -(tonumber(ARGV[7]) + 1)) > 0 then
+  local first = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+  redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', '(' .. first[2])
+end
+if dedupe ~= '' then
+  redis.call('ZADD', KEYS[6], seq, dedupe)
+end
 redis.call('EXPIRE', KEYS[3], retention)
+redis.call('EXPIRE', KEYS[6], retention)
 redis.call('EXPIRE', KEYS[4], retention + 86400 * 30)
 redis.call('HSET', KEYS[5], 'lastActivity', ARGV[1])
 redis.call('EXPIRE', KEYS[5], retention)
-redis.call('ZADD', KEYS[1], 'XX', ARGV[3], ARGV[2])
-local members = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf')
-return {seq, members}
+return {seq, members, rejoined, false}
 """
 )
 
-# ARGV: now, since. Returns {latest seq, first retained seq or 0, frames after since}.
-_HISTORY = """
-local latest = tonumber(redis.call('GET', KEYS[4]) or '0')
+# ARGV: now, since, retention seconds. Returns {latest seq, first retained seq or 0, floor,
+# frames after since}. Starts the count when the room has none, so ``latest`` never goes back.
+_HISTORY = (
+    _FLOOR
+    + """
+start_count(tonumber(ARGV[3]))
+local latest = tonumber(redis.call('GET', KEYS[4]))
+local floor = tonumber(redis.call('HGET', KEYS[5], 'floor') or '0')
 local first = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
 local messages = redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. ARGV[2], '+inf')
-return {latest, tonumber(first[2] or '0'), messages}
+return {latest, tonumber(first[2] or '0'), floor, messages}
 """
+)
 
-# ARGV: the oldest connectedAt that may be pruned (epoch ms), then connection ids. Removes the
-# members the gateway reported gone, except those that joined since: API Gateway answers 410
-# for a connection whose handshake is still in progress. Returns {removed member JSON, members
-# left}.
-_PRUNE_GONE = """
+# ARGV: now, the oldest connectedAt that may be pruned (epoch ms), then connection ids. Removes
+# the members the gateway reported gone, except those that joined since: API Gateway answers
+# 410 for a connection whose handshake is still in progress. Returns {removed member JSON,
+# members left}.
+_PRUNE_GONE = (
+    _REMEMBER_LEFT
+    + """
 local removed = {}
-for i = 2, #ARGV do
+for i = 3, #ARGV do
   local info = redis.call('HGET', KEYS[2], ARGV[i])
-  if info and cjson.decode(info)['connectedAt'] <= tonumber(ARGV[1]) then
+  if info and cjson.decode(info)['connectedAt'] <= tonumber(ARGV[2]) then
     redis.call('ZREM', KEYS[1], ARGV[i])
     redis.call('HDEL', KEYS[2], ARGV[i])
+    remember_left(tonumber(ARGV[1]), ARGV[i])
     removed[#removed + 1] = info
   end
 end
 return {removed, redis.call('ZCARD', KEYS[1])}
 """
+)
 
 # ARGV: now. Returns {member JSON...} of live members.
 _MEMBERS = (
@@ -163,6 +263,23 @@ class History:
     messages: list[str]
     latest: int
     truncated: bool
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What ``store`` did with a message: its seq (0: over the rate, nothing stored), every live
+    connection, whether the sender was registered again, and for a resend of a message already
+    in the log, that message's frame as stored (``seq`` is then the original's; the frame is
+    empty if the log no longer has it)."""
+
+    seq: int
+    members: list[str]
+    rejoined: bool = False
+    original: str | None = None
+
+    @property
+    def duplicate(self) -> bool:
+        return self.original is not None
 
 
 class Registry:
@@ -185,6 +302,7 @@ class Registry:
         self.log_max_messages = log_max_messages
         self.log_retention_seconds = log_retention_seconds
         self._join = client.register_script(_JOIN)
+        self._touch = client.register_script(_TOUCH)
         self._leave = client.register_script(_LEAVE)
         self._send = client.register_script(_SEND)
         self._history = client.register_script(_HISTORY)
@@ -197,7 +315,15 @@ class Registry:
     def join(self, room: str, member: Member, now: int | None = None) -> list[str]:
         """Registers ``member`` in ``room``; returns the other live connections to tell."""
         now = now_ms() if now is None else now
-        record = json.dumps(asdict(member), separators=(",", ":"))
+        self._write_records(room, member, now)
+        members = self._join(
+            keys=room_keys(room), args=[now, member.connectionId, self._expiry(now), _json(member)]
+        )
+        return [m for m in _text(members) if m != member.connectionId]
+
+    def _write_records(self, room: str, member: Member, now: int) -> None:
+        """The connection record and the room's place in the index: other slots than the room's,
+        so not in its scripts."""
         pipe = self.client.pipeline(transaction=False)
         pipe.hset(
             connection_key(member.connectionId),
@@ -211,10 +337,6 @@ class Registry:
         pipe.expire(connection_key(member.connectionId), self.connection_ttl)
         pipe.zadd(ROOM_INDEX, {room: now})
         pipe.execute()
-        members = self._join(
-            keys=room_keys(room), args=[now, member.connectionId, self._expiry(now), record]
-        )
-        return [m for m in _text(members) if m != member.connectionId]
 
     def room_of(self, connection_id: str) -> dict | None:
         record = self.client.hgetall(connection_key(connection_id))
@@ -241,7 +363,7 @@ class Registry:
         """
         now = now_ms() if now is None else now
         oldest = now - self.gone_grace_seconds * 1000
-        records, left = self._prune_gone(keys=room_keys(room), args=[oldest, *connection_ids])
+        records, left = self._prune_gone(keys=room_keys(room), args=[now, oldest, *connection_ids])
         removed = [Member(**json.loads(record)) for record in _text(records)]
         if removed:
             pipe = self.client.pipeline(transaction=False)  # the records live in other slots
@@ -253,52 +375,74 @@ class Registry:
         return removed
 
     def store(
-        self, room: str, sender_id: str, head: str, tail: str, now: int | None = None
-    ) -> tuple[int, list[str]]:
-        """Stores a message frame with the next seq; returns the seq and every live connection.
+        self,
+        room: str,
+        sender: Member,
+        head: str,
+        tail: str,
+        now: int | None = None,
+        client_id: str | None = None,
+    ) -> Stored:
+        """Stores a message frame with the next seq, in one round trip.
 
-        A seq of 0 means the sender is over its rate limit and nothing was stored.
+        The sender's registration is refreshed, or written again if it was lost (``rejoined``;
+        its connection record is then written too, a second round trip that only a heal costs).
+        A message with a ``client_id`` the sender's user already used, still in the log, is not
+        stored again: the answer carries the original's seq and frame.
         """
         now = now_ms() if now is None else now
         answer = self._send(
-            keys=[*room_keys(room), rate_key(room, sender_id, now // 1000)],
+            keys=[*room_keys(room), rate_key(room, sender.connectionId, now // 1000)],
             args=[
                 now,
-                sender_id,
+                sender.connectionId,
                 self._expiry(now),
+                _json(sender),
                 head,
                 tail,
                 self.log_max_messages,
                 self.log_retention_seconds,
                 self.rate_limit_per_second,
+                dedupe_key(sender.userId, client_id) if client_id is not None else "",
             ],
         )
-        if int(answer[0]) == 0:
-            return 0, []
-        return int(answer[0]), _text(answer[1])
+        seq, members, rejoined, original = answer
+        original = _str(original) if original is not None else None
+        stored = Stored(int(seq), _text(members), bool(rejoined), original)
+        if stored.rejoined:
+            self._write_records(room, sender, now)
+        return stored
+
+    def touch(self, room: str, member: Member, now: int | None = None) -> tuple[bool, list[str]]:
+        """Refreshes a registration (any frame but ``send``), writing it again if it was lost
+        unless the connection left; returns whether it was written again, and the other live
+        connections (to tell ``join``)."""
+        now = now_ms() if now is None else now
+        rejoined, members = self._touch(
+            keys=room_keys(room),
+            args=[now, member.connectionId, self._expiry(now), _json(member)],
+        )
+        if rejoined:
+            self._write_records(room, member, now)
+        else:
+            self.client.expire(connection_key(member.connectionId), self.connection_ttl)
+        return bool(rejoined), [m for m in _text(members) if m != member.connectionId]
 
     def history(self, room: str, since: int) -> History:
-        latest, first, messages = self._history(keys=room_keys(room), args=[now_ms(), since])
-        latest, first = int(latest), int(first)
-        # Messages after ``since`` were lost when the first retained one is not since + 1.
-        truncated = since < latest and (first == 0 or first > since + 1)
+        latest, first, floor, messages = self._history(
+            keys=room_keys(room), args=[now_ms(), since, self.log_retention_seconds]
+        )
+        latest, first, floor = int(latest), int(first), int(floor)
+        # Seqs were given out in (floor, latest]; a client holding one from before the floor
+        # (the count started again after lost data) missed whatever was lost.
+        start = max(since, floor)
+        truncated = (0 < since < floor) or (start < latest and (first == 0 or first > start + 1))
         return History(_text(messages), latest, truncated)
 
     def members(self, room: str) -> list[Member]:
         records = self._members(keys=room_keys(room), args=[now_ms()])
         members = [Member(**json.loads(r)) for r in _text(records) if r]
         return sorted(members, key=lambda m: (m.connectedAt, m.connectionId))
-
-    def refresh(self, room: str, connection_id: str, now: int | None = None) -> bool:
-        """Extends a registration (``ping``); False when it had already expired or gone."""
-        now = now_ms() if now is None else now
-        members_key = room_keys(room)[0]
-        pipe = self.client.pipeline(transaction=False)
-        pipe.zadd(members_key, {connection_id: self._expiry(now)}, xx=True)
-        pipe.zscore(members_key, connection_id)
-        pipe.expire(connection_key(connection_id), self.connection_ttl)
-        _, score, _ = pipe.execute()
-        return score is not None
 
     def latest_seq(self, room: str) -> int:
         return int(self.client.get(room_keys(room)[3]) or 0)
@@ -322,6 +466,10 @@ class Registry:
     def audit_entries(self, count: int = 100) -> list[dict]:
         entries = self.client.xrevrange(AUDIT_STREAM, count=count)
         return [_text_dict(fields) | {"auditId": _str(entry_id)} for entry_id, fields in entries]
+
+
+def _json(member: Member) -> str:
+    return json.dumps(asdict(member), separators=(",", ":"))
 
 
 def _str(value) -> str:

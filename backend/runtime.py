@@ -27,6 +27,12 @@ _posters: dict[str, Poster] = {}
 _given_poster: Poster | None = None
 
 
+# Attempts after a timeout or a lost connection. redis-py's default is 10, which at a 3 s
+# socket timeout outlasts API Gateway's 29 s (the client would get "Endpoint request timed
+# out" instead of ``unavailable``). Retrying a send is safe: it is idempotent by its id.
+REDIS_RETRIES = 2
+
+
 def redis_client(settings: config.Settings, password: str | None = None):
     """A Redis client for a single node or, with ``REDIS_CLUSTER``, a cluster; ``password`` is
     the AUTH token (a password in the URL wins)."""
@@ -43,8 +49,11 @@ def redis_client(settings: config.Settings, password: str | None = None):
 
         return RedisCluster.from_url(settings.redis_url, **options)
     import redis
+    from redis.backoff import ExponentialWithJitterBackoff
+    from redis.retry import Retry
 
-    return redis.Redis.from_url(settings.redis_url, **options)
+    retry = Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.2), REDIS_RETRIES)
+    return redis.Redis.from_url(settings.redis_url, retry=retry, **options)
 
 
 def redis_auth_token() -> str | None:

@@ -10,11 +10,15 @@ from backend.poster import Poster, endpoint_for
 def caller(event: dict) -> Caller:
     context = event["requestContext"]
     authorizer = context.get("authorizer") or {}
+    identity = context.get("identity") or {}
     return Caller(
         connection_id=context["connectionId"],
         user_id=str(authorizer.get("userId", "")),
         role=str(authorizer.get("role", "")),
         room=str(authorizer.get("room", "")),
+        connected_at=int(context.get("connectedAt") or 0),
+        source_ip=str(identity.get("sourceIp") or ""),
+        user_agent=str(identity.get("userAgent") or ""),
     )
 
 

@@ -16,6 +16,11 @@ from tests.backend.conftest import LambdaContext, load_event
 ROOM = "physics-101"
 
 
+def floor(room: str = ROOM) -> int:
+    """The seq the room's count started from: its first message has ``floor() + 1``."""
+    return int(runtime.registry().client.hget(room_keys(room)[4], "floor"))
+
+
 def context_for(connection_id: str, user_id: str, role: str, room: str = ROOM) -> dict:
     return {"userId": user_id, "role": role, "room": room, "principalId": user_id}
 
@@ -94,14 +99,14 @@ def test_send_stores_acks_and_delivers_to_everyone_else(classroom):
         "id": "m1",
     }
     assert frame("S1", "student-1", body) == {"statusCode": 200}
-    assert classroom.frames("S1") == [{"event": "ack", "id": "m1", "seq": 1}]
+    assert classroom.frames("S1") == [{"event": "ack", "id": "m1", "seq": floor() + 1}]
     for member in ("T1", "S2"):
         (message,) = classroom.frames(member)
         assert message.pop("ts") > 0
         assert message == {
             "event": "message",
             "room": ROOM,
-            "seq": 1,
+            "seq": floor() + 1,
             "from": {"userId": "student-1", "role": "student"},
             "type": "whiteboard.stroke",
             "data": body["data"],
@@ -116,14 +121,14 @@ def test_seqs_are_contiguous_and_the_room_field_must_match(classroom):
     acks = [
         f["seq"] for m in ("S1", "S2", "T1") for f in classroom.frames(m) if f["event"] == "ack"
     ]
-    assert acks == [1, 2, 3]
+    assert acks == [floor() + n for n in (1, 2, 3)]
 
 
 def test_message_without_id_or_data_carries_nulls(classroom):
     frame("S1", "student-1", {"action": "send", "type": "whiteboard.clear"})
     (message,) = classroom.frames("S2")
     assert message["data"] is None and message["id"] is None
-    assert classroom.frames("S1") == [{"event": "ack", "id": None, "seq": 1}]
+    assert classroom.frames("S1") == [{"event": "ack", "id": None, "seq": floor() + 1}]
 
 
 BAD_FRAMES = [
@@ -191,7 +196,7 @@ def test_frame_whose_message_would_not_fit_128_kb_is_too_large(classroom, redis_
 def test_largest_message_that_fits_is_delivered(classroom):
     data = "x" * (128 * 1024 - 600)
     frame("S1", "student-1", {"action": "send", "type": "whiteboard.text", "data": data})
-    assert classroom.frames("S1") == [{"event": "ack", "id": None, "seq": 1}]
+    assert classroom.frames("S1") == [{"event": "ack", "id": None, "seq": floor() + 1}]
     (message,) = classroom.frames("S2")
     assert message["data"] == data
     assert len(json.dumps(message).encode()) <= 128 * 1024
@@ -201,14 +206,16 @@ def test_sync_returns_what_was_missed(classroom):
     for n in range(5):
         frame("S1", "student-1", {"action": "send", "type": "chat.message", "data": n})
     classroom.reset()
-    frame("S2", "student-2", {"action": "sync", "since": 3}, route="sync")
+    base = floor()
+    frame("S2", "student-2", {"action": "sync", "since": base + 3}, route="sync")
     (history,) = classroom.frames("S2")
     assert history["event"] == "history" and history["room"] == ROOM
-    assert [m["seq"] for m in history["messages"]] == [4, 5]
+    assert [m["seq"] - base for m in history["messages"]] == [4, 5]
     assert [m["data"] for m in history["messages"]] == [3, 4]
-    assert history["latest"] == 5 and history["truncated"] is False
+    assert history["latest"] == base + 5 and history["truncated"] is False
     frame("S2", "student-2", {"action": "sync"}, route="sync")
-    assert [m["seq"] for m in classroom.frames("S2")[1]["messages"]] == [1, 2, 3, 4, 5]
+    assert [m["seq"] - base for m in classroom.frames("S2")[1]["messages"]] == [1, 2, 3, 4, 5]
+    assert classroom.frames("S2")[1]["truncated"] is False
 
 
 def test_sync_larger_than_one_frame_comes_in_several(classroom):
@@ -223,16 +230,20 @@ def test_sync_larger_than_one_frame_comes_in_several(classroom):
     frame("S2", "student-2", {"action": "sync", "since": 0}, route="sync")
     parts = classroom.frames("S2")
     assert len(parts) >= 3
-    assert all(p["event"] == "history" and p["latest"] == 9 and not p["truncated"] for p in parts)
-    assert [m["seq"] for p in parts for m in p["messages"]] == list(range(1, 10))
+    base = floor()
+    assert all(
+        p["event"] == "history" and p["latest"] == base + 9 and not p["truncated"] for p in parts
+    )
+    assert [m["seq"] - base for p in parts for m in p["messages"]] == list(range(1, 10))
     with classroom.lock:
         assert all(len(body) <= 128 * 1024 for body in classroom.posts["S2"])
 
 
 def test_sync_of_an_empty_room(classroom):
+    """An empty room's count starts at its floor, so ``latest`` never goes back later."""
     frame("S1", "student-1", {"action": "sync", "since": 0, "id": "s"}, route="sync")
     assert classroom.frames("S1") == [
-        {"event": "history", "room": ROOM, "messages": [], "latest": 0, "truncated": False}
+        {"event": "history", "room": ROOM, "messages": [], "latest": floor(), "truncated": False}
     ]
 
 
@@ -242,12 +253,15 @@ def test_sync_says_truncated_when_messages_fell_out_of_retention(monkeypatch, cl
     for n in range(6):
         frame("S1", "student-1", {"action": "send", "type": "chat.message", "data": n})
     classroom.reset()
-    frame("S2", "student-2", {"action": "sync", "since": 1}, route="sync")
+    base = floor()
+    frame("S2", "student-2", {"action": "sync", "since": base + 1}, route="sync")
     (history,) = classroom.frames("S2")
-    assert [m["seq"] for m in history["messages"]] == [4, 5, 6]
+    assert [m["seq"] - base for m in history["messages"]] == [4, 5, 6]
     assert history["truncated"] is True
-    frame("S2", "student-2", {"action": "sync", "since": 3}, route="sync")
-    assert classroom.frames("S2")[1]["truncated"] is False
+    frame("S2", "student-2", {"action": "sync", "since": 0}, route="sync")
+    assert classroom.frames("S2")[1]["truncated"] is True
+    frame("S2", "student-2", {"action": "sync", "since": base + 3}, route="sync")
+    assert classroom.frames("S2")[2]["truncated"] is False
 
 
 def test_log_expires_after_the_retention(monkeypatch, classroom, redis_client):
@@ -303,7 +317,8 @@ def test_support_is_hidden_and_its_injections_are_marked_and_audited(classroom, 
     (message,) = classroom.frames("S1")
     assert message["from"] == {"userId": "staff@example.com", "role": "support"}
     (entry,) = redis_client.xrange("audit:support")[-1:]
-    assert entry[1]["staff"] == "staff@example.com" and entry[1]["seq"] == "1"
+    assert entry[1]["staff"] == "staff@example.com"
+    assert entry[1]["seq"] == str(floor() + 1)
     leave("X1", "staff@example.com", "support")
     assert [f["event"] for f in classroom.frames("T1")] == ["message"]
 
@@ -333,11 +348,13 @@ def test_gone_connection_is_pruned_not_the_sender_and_the_room_is_told(classroom
     assert sorted(members) == ["S1", "T1"]
     assert not redis_client.exists("conn:{S2}")
     leave = {"event": "leave", "room": ROOM, "userId": "student-2", "role": "student"}
-    assert classroom.frames("S1") == [{"event": "ack", "id": "m", "seq": 1}, leave]
-    assert [f.get("seq", f["event"]) for f in classroom.frames("T1")] == [1, "leave"]
+    base = floor()
+    assert classroom.frames("S1") == [{"event": "ack", "id": "m", "seq": base + 1}, leave]
+    assert [f.get("seq", f["event"]) for f in classroom.frames("T1")] == [base + 1, "leave"]
     assert classroom.frames("T1")[1] == leave
     frame("S1", "student-1", {"action": "send", "type": "chat.message", "id": "n"})
-    assert [f.get("seq", f["event"]) for f in classroom.frames("T1")] == [1, "leave", 2]
+    seen = [f.get("seq", f["event"]) for f in classroom.frames("T1")]
+    assert seen == [base + 1, "leave", base + 2]
 
 
 def test_a_pruned_support_member_stays_hidden(classroom):
@@ -350,13 +367,13 @@ def test_a_pruned_support_member_stays_hidden(classroom):
 def test_throttled_posts_are_retried(classroom):
     classroom.throttle["T1"] = 2
     frame("S1", "student-1", {"action": "send", "type": "chat.message"})
-    assert [f["seq"] for f in classroom.frames("T1")] == [1]
+    assert [f["seq"] for f in classroom.frames("T1")] == [floor() + 1]
 
 
 def test_a_failing_member_does_not_stop_the_fan_out(classroom, redis_client):
     classroom.fail.add("T1")
     frame("S1", "student-1", {"action": "send", "type": "chat.message"})
-    assert [f["seq"] for f in classroom.frames("S2")] == [1]
+    assert [f["seq"] for f in classroom.frames("S2")] == [floor() + 1]
     assert "T1" in redis_client.zrange(room_keys(ROOM)[0], 0, -1)
 
 
@@ -386,7 +403,7 @@ def test_rate_limit_answers_rate_limited_and_stores_nothing(monkeypatch, classro
         frame("S1", "student-1", {"action": "send", "type": "chat.message", "id": str(n)})
     codes = [f.get("code") for f in classroom.frames("S1")]
     assert "rate_limited" in codes
-    stored = int(redis_client.get(room_keys(ROOM)[3]))
+    stored = int(redis_client.get(room_keys(ROOM)[3])) - floor()
     assert stored == codes.count(None) and stored <= 4
     assert len(classroom.frames("T1")) == stored
 
@@ -424,10 +441,11 @@ def test_concurrent_senders_get_contiguous_seqs(backend_env, management, redis_c
         thread.start()
     for thread in threads:
         thread.join()
+    base = floor()
     seqs = sorted(f["seq"] for c in senders for f in management.frames(c) if f["event"] == "ack")
-    assert seqs == list(range(1, 201))
+    assert seqs == list(range(base + 1, base + 201))
     stored = redis_client.zrange(room_keys(ROOM)[2], 0, -1, withscores=True)
-    assert [int(score) for _, score in stored] == list(range(1, 201))
+    assert [int(score) for _, score in stored] == list(range(base + 1, base + 201))
     for connection_id in senders:
         received = [f["seq"] for f in management.frames(connection_id) if f["event"] == "message"]
         assert len(received) == 200 - 25
@@ -474,5 +492,5 @@ def test_send_costs_one_redis_round_trip_whatever_the_room_size(
         redis_client, lambda: frame("M0", "user-0", {"action": "send", "type": "chat.message"})
     )
     assert commands == ["EVALSHA"]
-    assert [f["seq"] for f in management.frames("M1")] == [2]
-    assert [f["seq"] for f in management.frames(f"M{size - 1}")] == [2]
+    assert [f["seq"] for f in management.frames("M1")] == [floor() + 2]
+    assert [f["seq"] for f in management.frames(f"M{size - 1}")] == [floor() + 2]

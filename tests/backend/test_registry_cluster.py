@@ -102,11 +102,15 @@ def test_registry_works_in_cluster_mode(cluster):
         room = f"class-{n}"
         assert registry.join(room, member(f"{room}-a", "alice")) == []
         assert registry.join(room, member(f"{room}-b", "bob")) == [f"{room}-a"]
-        for _ in range(5):
-            seq, members = registry.store(room, f"{room}-a", '{"seq":', "}")
-        assert seq == 5 and sorted(members) == [f"{room}-a", f"{room}-b"]
+        for n in range(5):
+            stored = registry.store(room, member(f"{room}-a", "alice"), '{"seq":', "}")
+            assert stored.seq == registry.latest_seq(room)
+            if n == 0:
+                first = stored.seq
+        assert stored.seq == first + 4
+        assert sorted(stored.members) == [f"{room}-a", f"{room}-b"]
         history = registry.history(room, 0)
-        assert [m for m in history.messages] == ['{"seq":3}', '{"seq":4}', '{"seq":5}']
+        assert history.messages == [f'{{"seq":{first + n}}}' for n in (2, 3, 4)]
         assert history.truncated is True
         assert [m.userId for m in registry.members(room)] == ["alice", "bob"]
         gone, left = registry.leave(room, f"{room}-b")

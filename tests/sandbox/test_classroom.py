@@ -48,7 +48,8 @@ def test_a_class_of_thirty_hears_every_message_with_contiguous_seqs(classroom, r
         others = {f"m{i}" for i, m in enumerate(members) if m is not member}
         assert set(received) == others
         assert all(acked.get(mid, seq) == seq for mid, seq in received.items())
-    assert sorted(acked.values()) == list(range(1, len(members) + 1))
+    first = min(acked.values())
+    assert sorted(acked.values()) == list(range(first, first + len(members)))
 
 
 def test_a_student_who_reconnects_syncs_what_it_missed(classroom, sandbox, room):
@@ -224,11 +225,12 @@ def test_a_sender_over_its_rate_is_refused_and_nothing_extra_is_stored(classroom
     refused = [a for a in answers if a["event"] == "error"]
     assert refused and all(a["code"] == "rate_limited" for a in refused)
     assert len(acks) + len(refused) == burst
-    assert sorted(a["seq"] for a in acks) == list(range(1, len(acks) + 1))
+    first = min(a["seq"] for a in acks)
+    assert sorted(a["seq"] for a in acks) == list(range(first, first + len(acks)))
     heard = {teacher.receive_event("message")["id"] for _ in acks}
     assert heard == {a["id"] for a in acks}
     history = teacher.request({"action": "sync"}, "history")
-    assert history["latest"] == len(acks)
+    assert history["latest"] == first + len(acks) - 1
 
 
 def test_frames_up_to_128_kb_pass_and_a_bigger_one_closes_with_1009(classroom):
@@ -255,10 +257,11 @@ def test_a_send_too_big_for_its_envelope_is_refused_as_too_large(classroom):
     student.send(frame)
     error = student.receive_event("error")
     assert (error["code"], error["id"]) == ("too_large", "big")
-    # Nothing was stored: the next message is seq 1, and the first thing the teacher hears.
-    assert (
-        student.request({"action": "send", "type": "chat.message", "id": "ok"}, "ack")["seq"] == 1
-    )
+    # Nothing was stored: the room is empty, the next message takes the next seq, and it is
+    # the first thing the teacher hears.
+    empty = student.request({"action": "sync"}, "history")
+    ack = student.request({"action": "send", "type": "chat.message", "id": "ok"}, "ack")
+    assert empty["messages"] == [] and ack["seq"] == empty["latest"] + 1
     assert teacher.receive_event("message")["id"] == "ok"
 
 
@@ -283,8 +286,8 @@ def test_sync_answers_when_the_history_is_bigger_than_one_frame(classroom):
         parts.append(late.receive_event("history"))
     assert len(parts) >= 2  # about 150 KB does not fit one frame
     seqs = [m["seq"] for p in parts for m in p["messages"]]
-    assert seqs == list(range(1, 121))
-    assert all(p["latest"] == 120 and p["truncated"] is False for p in parts)
+    assert seqs == list(range(seqs[0], seqs[0] + 120))
+    assert all(p["latest"] == seqs[-1] and p["truncated"] is False for p in parts)
 
 
 def test_a_binary_frame_is_refused_like_api_gateway_does(classroom):
@@ -351,7 +354,8 @@ def test_members_of_other_rooms_hear_nothing(classroom, room):
     here = classroom("teacher-1", "teacher")
     elsewhere = classroom("teacher-2", "teacher", in_room=room + "-b")
     here.request({"action": "send", "type": "chat.message", "id": "only-here"}, "ack")
+    empty = elsewhere.request({"action": "sync"}, "history")
     ack = elsewhere.request({"action": "send", "type": "chat.message", "id": "there"}, "ack")
-    assert ack["seq"] == 1  # its own room's log
+    assert empty["messages"] == [] and ack["seq"] == empty["latest"] + 1  # its own room's log
     # The next frame "elsewhere" gets is the answer to its own request, not "only-here".
     assert elsewhere.request({"action": "ping"}, "pong")

@@ -94,8 +94,9 @@ def test_without_redis_server_it_runs_on_fakeredis(monkeypatch):
         teacher = ClassroomSocket(sandbox, "demo", "teacher-1", "teacher")
         student = ClassroomSocket(sandbox, "demo", "student-1")
         assert teacher.receive_event("join")["userId"] == "student-1"
+        empty = student.request({"action": "sync"}, "history")
         ack = student.request({"action": "send", "type": "chat.message", "id": "m"}, "ack")
-        assert ack["seq"] == 1
+        assert empty["messages"] == [] and ack["seq"] == empty["latest"] + 1
         assert teacher.receive_event("message")["id"] == "m"
         student.close()
         assert teacher.receive_event("leave")["userId"] == "student-1"
@@ -161,8 +162,9 @@ def test_a_running_sandbox_leaves_the_consoles_aws_identity_alone(redis_server, 
         teacher = ClassroomSocket(sandbox, "keys-room", "teacher-1", "teacher")
         student = ClassroomSocket(sandbox, "keys-room", "student-1")
         teacher.receive_event("join")
+        empty = student.request({"action": "sync"}, "history")
         ack = student.request({"action": "send", "type": "chat.message", "id": "m"}, "ack")
-        assert ack["seq"] == 1
+        assert empty["messages"] == [] and ack["seq"] == empty["latest"] + 1
         assert teacher.receive_event("message")["id"] == "m"
         teacher.close()
         student.close()
@@ -184,9 +186,11 @@ def test_two_sandboxes_run_in_one_process_each_on_its_own_redis(redis_server):
                 teacher = ClassroomSocket(sandbox, "twins", "teacher-1", "teacher")
                 student = ClassroomSocket(sandbox, "twins", "student-1")
                 teacher.receive_event("join")
-                # Each has its own Redis, so each room starts at seq 1.
+                # Each has its own Redis, so each room starts empty, its first seq right after
+                # its floor.
+                empty = student.request({"action": "sync"}, "history")
                 ack = student.request({"action": "send", "type": "chat.message", "id": "m"}, "ack")
-                assert ack["seq"] == 1
+                assert empty["messages"] == [] and ack["seq"] == empty["latest"] + 1
                 assert teacher.receive_event("message")["id"] == "m"
                 teacher.close()
                 student.close()
