@@ -10,6 +10,7 @@ import time
 import jwt
 import pytest
 
+from backend import tokens
 from backend.handlers import authorizer
 from desktop.sandbox import policy
 from tests.backend.conftest import SECRET, LambdaContext, load_event, token
@@ -181,6 +182,20 @@ def test_the_longest_sub_and_name_are_allowed_and_fit_api_gateways_8_kb(backend_
 
 
 def test_a_4_kb_sub_is_denied_not_an_answer_api_gateway_refuses(backend_env):
-    answer = authorize(token(sub="s" * 4096))
+    answer = authorize(jwt.encode(claims(sub="s" * 4096), SECRET, algorithm="HS256"))
     assert effect(answer) == "Deny"
     assert not policy.evaluate(answer, load_event("authorizer")["methodArn"]).allowed
+
+
+def test_an_allow_that_would_not_fit_8_kb_is_a_deny(monkeypatch, backend_env):
+    """The last line of defence, should the claim bounds ever be raised past what fits."""
+    monkeypatch.setattr(tokens, "MAX_SUB_BYTES", 10_000)
+    answer = authorize(jwt.encode(claims(sub="s" * 4096), SECRET, algorithm="HS256"))
+    assert effect(answer) == "Deny"
+    assert not policy.evaluate(answer, load_event("authorizer")["methodArn"]).allowed
+
+
+def test_mint_refuses_what_verify_would_deny():
+    for sub, name in [("s" * 257, None), ("", None), ("eve\ud800", None), ("eve", "n" * 257)]:
+        with pytest.raises(ValueError):
+            tokens.mint(SECRET, sub=sub, role="student", rooms=["physics-101"], name=name)
