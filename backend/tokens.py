@@ -17,9 +17,9 @@ ROLES = ("student", "teacher", "support")
 ROOM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 ALGORITHM = "HS256"
 # ``sub`` and ``name`` go into the authorizer's context (``sub`` twice, as the principal too),
-# and API Gateway refuses an answer over 8 KB with a 500. At 256 bytes of UTF-8 each, the
-# costliest escaping (6 bytes a control character) keeps the answer under 5 KB with the
-# longest method ARN; 256 still holds any e-mail address (254 at most).
+# and API Gateway refuses an answer over 8 KB with a 500. At 256 bytes of UTF-8 each, even the
+# costliest escaping (6 bytes a control character) and the longest method ARN make an answer
+# of 5,092 bytes; 256 still holds any e-mail address (254 at most).
 MAX_SUB_BYTES = 256
 MAX_NAME_BYTES = 256
 NUMERIC_DATES = ("exp", "nbf", "iat")
