@@ -124,9 +124,12 @@ def support_token(secret: str, request: dict) -> dict:
         room = _room(request)
     ttl = _int(request, "ttl", SUPPORT_TOKEN_TTL, 60, SUPPORT_TOKEN_MAX_TTL)
     now = int(time.time())
-    token = tokens.mint(
-        secret, sub=staff, role="support", rooms=[room], ttl=ttl, name=staff, now=now
-    )
+    try:
+        token = tokens.mint(
+            secret, sub=staff, role="support", rooms=[room], ttl=ttl, name=staff, now=now
+        )
+    except ValueError as error:  # a staff identity the authorizer would deny
+        raise AdminError("invalid", f"staff: {error}") from None
     return {"token": token, "expiresAt": now + ttl, "room": room}
 
 

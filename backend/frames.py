@@ -1,19 +1,30 @@
 """The protocol's frames (PROTOCOL.md): client frames parsed and checked, server frames built.
 
 This is the one place that knows the wire format. Parsing never raises anything but
-``FrameError``, whose ``code`` is one of PROTOCOL.md's error codes.
+``FrameError``, whose ``code`` is one of PROTOCOL.md's error codes. Client frames are read as
+strict JSON (``loads``) and every frame is written as strict JSON (``dumps``), so nothing a
+client sends can put text into a room that a browser's ``JSON.parse`` would refuse.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
+import sys
 from dataclasses import dataclass
 from typing import Any
 
 MAX_FRAME_BYTES = 128 * 1024
+# Objects and arrays nest at most this deep in a client frame, its own object being level 1.
+# The deepest frame written (a history) adds 2 levels, 34: within every common JSON reader's
+# default (.NET's 64, Ruby's 100, serde_json's 128), and far from Python's recursion limit.
+MAX_DEPTH = 32
+# The largest integer a double holds without becoming infinite (309 digits, about 1.8e308).
+_LARGEST_NUMBER = int(sys.float_info.max)
 ACTIONS = ("send", "sync", "who", "ping")
-MESSAGE_TYPE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+MESSAGE_TYPE = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 ERROR_CODES = (
     "bad_json",
     "unknown_action",
@@ -65,20 +76,114 @@ Request = Send | Sync | Who | Ping
 
 
 def dumps(value: object) -> str:
-    """Compact JSON text for a frame or a part of one, with non-ASCII text as it is."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    """Compact JSON text for a frame or a part of one, with non-ASCII text as it is.
+
+    ``allow_nan=False``: a NaN or an infinity raises instead of writing text that is not JSON.
+    """
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+class NotStrictJson(ValueError):
+    """JSON text that strict readers refuse; ``str()`` says what, safe to send back."""
+
+
+class TooDeep(ValueError):
+    """JSON nested past ``MAX_DEPTH``; ``value`` is what was read, or None when it could not be
+    read at all (so deep that the decoder gave up)."""
+
+    def __init__(self, value: object = None) -> None:
+        super().__init__(f"nested deeper than {MAX_DEPTH} levels")
+        self.value = value
+
+
+def _refuse_constant(name: str) -> object:
+    raise NotStrictJson(f"{name} is not a JSON number")
+
+
+_OUT_OF_RANGE = "a number is beyond the range of a double"
+_LONE_SURROGATE = "a string holds a lone surrogate (\\ud800-\\udfff), which is not Unicode text"
+
+
+def _depth(value: object) -> int:
+    """How deep ``value``'s objects and arrays nest (a scalar is 0), checking every leaf.
+
+    ``NotStrictJson`` for an infinite float, an integer past a double or a lone surrogate.
+    Iterative, so no depth exhausts the stack, and complete: every string is looked at even
+    past the depth limit, so no error frame echoes text that cannot be written.
+    """
+    deepest = 0
+    stack: list[tuple[dict | list, int]] = [([value], 0)]  # a list around it, so it is a child
+    while stack:
+        container, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(container, dict):
+            for key in container:
+                if not key.isascii() and _SURROGATE.search(key):
+                    raise NotStrictJson(_LONE_SURROGATE)
+            children: Any = container.values()
+        else:
+            children = container
+        for child in children:
+            kind = type(child)
+            if kind is int:  # the commonest leaves first, checked inline: this is the hot loop
+                if not -_LARGEST_NUMBER <= child <= _LARGEST_NUMBER:
+                    raise NotStrictJson(_OUT_OF_RANGE)
+            elif kind is float:
+                if math.isinf(child):
+                    raise NotStrictJson(_OUT_OF_RANGE)
+            elif kind is str:
+                if not child.isascii() and _SURROGATE.search(child):
+                    raise NotStrictJson(_LONE_SURROGATE)
+            elif kind is dict or kind is list:
+                stack.append((child, depth + 1))
+    return deepest
+
+
+def loads(text: str | bytes) -> Any:
+    """``text`` read as strict JSON (I-JSON, RFC 7493), nested at most ``MAX_DEPTH`` levels.
+
+    Strict: UTF-8 only; no ``NaN``, ``Infinity`` or ``-Infinity``; no number beyond a double's
+    range (a float Python would read as infinite, an integer past 1.8e308); no lone surrogate
+    in any string or key. Those raise ``NotStrictJson``, any other syntax error ``ValueError``,
+    and nesting past ``MAX_DEPTH`` raises ``TooDeep``.
+    """
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")  # strict: json.loads would let UTF-16 and surrogates in
+        except UnicodeDecodeError:
+            raise NotStrictJson("the frame is not UTF-8") from None
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except (json.JSONDecodeError, NotStrictJson):
+        raise
+    except RecursionError:
+        raise TooDeep() from None
+    except ValueError:  # an integer past the 4,300 digits Python reads
+        raise NotStrictJson(_OUT_OF_RANGE) from None
+    if _depth(value) > MAX_DEPTH:
+        raise TooDeep(value)
+    return value
 
 
 def parse(body: str | bytes | None, room: str) -> Request:
     """The request a client frame asks for, or ``FrameError`` saying what is wrong with it."""
     if body is None:
         body = ""
-    raw = body.encode("utf-8") if isinstance(body, str) else body
+    raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
     if len(raw) > MAX_FRAME_BYTES:
         raise FrameError("too_large", f"frames are limited to {MAX_FRAME_BYTES} bytes")
     try:
-        frame = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        frame = loads(body)
+    except TooDeep as error:
+        found = error.value.get("id") if isinstance(error.value, dict) else None
+        raise FrameError(
+            "invalid",
+            f"objects and arrays nest at most {MAX_DEPTH} levels, the frame's own object included",
+            found if isinstance(found, str) else None,
+        ) from None
+    except NotStrictJson as error:
+        raise FrameError("bad_json", f"the frame is not strict JSON: {error}") from None
+    except ValueError:
         raise FrameError("bad_json", "the frame is not a JSON object") from None
     if not isinstance(frame, dict):
         raise FrameError("bad_json", "the frame is not a JSON object")
@@ -91,12 +196,12 @@ def parse(body: str | bytes | None, room: str) -> Request:
 
     action = frame.get("action")
     if action not in ACTIONS:
-        shown = action if isinstance(action, str) else json.dumps(action)
+        shown = action if isinstance(action, str) else dumps(action)
         raise FrameError("unknown_action", f"unknown action {shown[:64]}", client_id)
 
     if action == "send":
         message_type = frame.get("type")
-        if not isinstance(message_type, str) or not MESSAGE_TYPE.match(message_type):
+        if not isinstance(message_type, str) or not MESSAGE_TYPE.fullmatch(message_type):
             raise FrameError(
                 "invalid", "type is required and must match ^[a-z][a-z0-9_.-]{0,63}$", client_id
             )
@@ -116,8 +221,8 @@ def parse(body: str | bytes | None, room: str) -> Request:
 def client_id_of(body: str | bytes | None) -> str | None:
     """The frame's ``id`` when it has a readable one, so late errors can still name it."""
     try:
-        found = json.loads(body or "").get("id")
-    except (ValueError, AttributeError, TypeError):
+        found = loads(body or "").get("id")
+    except (ValueError, AttributeError):
         return None
     return found if isinstance(found, str) else None
 

@@ -33,10 +33,11 @@ from botocore.awsrequest import AWSRequest
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 CLOCK_SKEW = datetime.timedelta(minutes=5)
-_AMZ_DATE = re.compile(r"^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z$")
+# Matched whole (fullmatch), with ASCII digits only: \d would take any script's digits.
+_AMZ_DATE = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})T([0-9]{2})([0-9]{2})([0-9]{2})Z")
 _AUTHORIZATION = re.compile(
-    r"^AWS4-HMAC-SHA256 +Credential=(?P<credential>[^,\s]+) *, *"
-    r"SignedHeaders=(?P<signed>[^,\s]+) *, *Signature=(?P<signature>[0-9a-f]{64})$"
+    r"AWS4-HMAC-SHA256 +Credential=(?P<credential>[^,\s]+) *, *"
+    r"SignedHeaders=(?P<signed>[^,\s]+) *, *Signature=(?P<signature>[0-9a-f]{64})"
 )
 
 Headers = Mapping[str, str] | Iterable[tuple[str, str]]
@@ -84,7 +85,7 @@ def _bytes(text: str) -> bytes:
 def _timestamp(amz_date: str) -> datetime.datetime:
     """``X-Amz-Date`` (``20240131T235959Z``) as a UTC time; strptime would cost a fifth of a
     verification."""
-    found = _AMZ_DATE.match(amz_date)
+    found = _AMZ_DATE.fullmatch(amz_date)
     try:
         if found is None:
             raise ValueError(amz_date)
@@ -117,7 +118,7 @@ def verify(
     authorization = _only(pairs, "authorization")
     if authorization is None:
         raise _missing()
-    found = _AUTHORIZATION.match(authorization.strip())
+    found = _AUTHORIZATION.fullmatch(authorization.strip())
     if found is None:
         raise Forbidden(
             "IncompleteSignatureException",

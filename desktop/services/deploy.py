@@ -42,7 +42,7 @@ DOES_NOT_EXIST = "DOES_NOT_EXIST"
 DEPLOYED = frozenset({"CREATE_COMPLETE", "UPDATE_COMPLETE", "IMPORT_COMPLETE"})
 # CloudFormation allows 128 characters, but the template names its functions
 # ``<stack>-<function>`` and Lambda allows 64: "-authorizer" leaves 53.
-STACK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,52}$")
+STACK_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,52}")
 NO_CHANGES = ("didn't contain changes", "no updates are to be performed")
 EMPTIED = "EMPTY_COMPLETE"  # the console's own event status: a bucket emptied before deletion
 RECENT_EVENTS = 10
@@ -255,7 +255,7 @@ class DeployEngine:
         store: OutputsStore | None = None,
         change_set_timeout: float = 900.0,
     ) -> None:
-        if not STACK_NAME.match(stack_name or ""):
+        if not STACK_NAME.fullmatch(stack_name or ""):
             raise ConfigurationError(
                 f"{stack_name!r} is not a valid stack name.",
                 hint="Use up to 53 letters, digits and hyphens, starting with a letter (the "

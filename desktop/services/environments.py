@@ -27,8 +27,8 @@ SANDBOX_NAME = "Local sandbox"
 ENVIRONMENTS_KEY = "environments/list"
 CURRENT_KEY = "environments/current"
 
-_STACK_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,127}$")
-_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
+_STACK_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]{0,127}")
+_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}")
 
 
 @dataclass(frozen=True)
@@ -135,11 +135,11 @@ def validate(environment: Environment) -> None:
         raise ConfigurationError(
             f"“{SANDBOX_NAME}” is the name of the built-in sandbox; choose another."
         )
-    if not environment.region or not _REGION.match(environment.region):
+    if not environment.region or not _REGION.fullmatch(environment.region):
         raise ConfigurationError(
             f"“{environment.region or ''}” is not an AWS region; use a code such as eu-west-1."
         )
-    if not environment.stack_name or not _STACK_NAME.match(environment.stack_name):
+    if not environment.stack_name or not _STACK_NAME.fullmatch(environment.stack_name):
         raise ConfigurationError(
             "A stack name starts with a letter and holds only letters, digits and hyphens "
             "(at most 128 characters)."

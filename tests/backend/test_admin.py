@@ -127,6 +127,11 @@ def test_audit_lists_support_injections(school):
         ({"op": "kick"}, "invalid"),
         ({"op": "support_token"}, "invalid"),
         ({"op": "support_token", "staff": "a", "ttl": 86400}, "invalid"),
+        ({"op": "members", "room": "r1\n"}, "invalid"),
+        ({"op": "history", "room": "physics-101\n"}, "invalid"),
+        ({"op": "support_token", "staff": "a", "room": "r1\n"}, "invalid"),
+        ({"op": "support_token", "staff": "s" * 257}, "invalid"),
+        ({"op": "support_token", "staff": "eve\ud800"}, "invalid"),
     ],
 )
 def test_bad_requests_get_a_clear_error(backend_env, request_, code):

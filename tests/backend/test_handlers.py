@@ -174,6 +174,110 @@ def test_bad_frames_get_their_error_and_nothing_is_stored_or_delivered(
     assert redis_client.get(room_keys(ROOM)[3]) is None
 
 
+def nested(depth: int) -> str:
+    """``data`` as arrays nested so that the whole frame nests ``depth`` levels."""
+    return "[" * (depth - 1) + "]" * (depth - 1)
+
+
+NESTING_LIMIT = 32  # PROTOCOL.md: objects and arrays nest at most 32 levels, the frame included
+DEEPEST = nested(NESTING_LIMIT)
+# Frames that are not strict JSON (PROTOCOL.md, "Frames from a client"): refused as bad_json.
+NOT_STRICT_JSON = {
+    "NaN and Infinity": '{"action":"send","type":"x","data":[NaN,Infinity]}',
+    "-Infinity": '{"action":"send","type":"x","data":-Infinity,"id":"m"}',
+    "NaN as since": '{"action":"sync","since":NaN}',
+    "a float past a double": '{"action":"send","type":"x","data":1e999999}',
+    "a negative float past a double": '{"action":"send","type":"x","data":[-1e309]}',
+    "a 10,000-digit integer": '{"action":"send","type":"x","data":' + "7" * 10_000 + "}",
+    "a 4,000-digit integer": '{"action":"send","type":"x","data":' + "7" * 4_000 + "}",
+    "an integer past a double": '{"action":"send","type":"x","data":' + str(2 * 10**308) + "}",
+    "a lone high surrogate": '{"action":"send","type":"x","data":"\\ud800"}',
+    "a lone low surrogate": '{"action":"send","type":"x","data":["ok","\\udfff"]}',
+    "a reversed pair": '{"action":"send","type":"x","data":"\\ude00\\ud83d"}',
+    "a surrogate in a key": '{"action":"send","type":"x","data":{"\\ud800":1}}',
+    "a surrogate in the id": '{"action":"send","type":"x","id":"\\udbff"}',
+    "a surrogate in the type": '{"action":"send","type":"x\\ud800"}',
+    "a raw lone surrogate": '{"action":"send","type":"x","data":"\ud800"}',
+}
+
+
+@pytest.mark.parametrize("variant", sorted(NOT_STRICT_JSON))
+def test_frames_that_are_not_strict_json_are_bad_json_and_not_stored(
+    classroom, redis_client, variant
+):
+    frame("S1", "student-1", NOT_STRICT_JSON[variant])
+    (error,) = classroom.frames("S1")
+    assert (error["event"], error["code"], error["id"]) == ("error", "bad_json", None)
+    assert error["message"].startswith("the frame is not strict JSON")
+    assert classroom.frames("S2") == [] and classroom.frames("T1") == []
+    assert redis_client.get(room_keys(ROOM)[3]) is None
+
+
+def test_utf8_bytes_of_a_surrogate_are_bad_json(classroom, redis_client):
+    body = b'{"action":"send","type":"x","data":"\xed\xa0\x80"}'
+    authorizer = context_for("S1", "student-1", "student")
+    event = load_event("message", connectionId="S1", body=body, authorizer=authorizer)
+    messages.handler(event, LambdaContext())
+    assert [f["code"] for f in classroom.frames("S1")] == ["bad_json"]
+    assert redis_client.get(room_keys(ROOM)[3]) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "data"),
+    [
+        ('"\\ud83d\\ude00 Gr\\u00fc\\u00dfe"', "\U0001f600 Grüße"),  # a surrogate pair
+        ("1e308", 1e308),
+        ("-" + "9" * 308, -int("9" * 308)),
+        (str(2**60), 2**60),
+        ("1e-999999", 0.0),  # underflows to zero, a finite number
+    ],
+)
+def test_numbers_and_text_within_strict_json_are_stored(classroom, text, data):
+    frame("S1", "student-1", '{"action":"send","type":"x","data":' + text + "}")
+    assert [f["event"] for f in classroom.frames("S1")] == ["ack"]
+    (message,) = classroom.frames("S2")
+    assert message["data"] == data
+
+
+def test_a_frame_at_the_nesting_limit_is_stored_and_reads_back(classroom):
+    frame("S1", "student-1", '{"action":"send","type":"x","id":"deep","data":' + DEEPEST + "}")
+    assert classroom.frames("S1") == [{"event": "ack", "id": "deep", "seq": 1}]
+    frame("S2", "student-2", {"action": "sync"}, route="sync")
+    (message,) = classroom.frames("S2")[-1]["messages"]
+    assert json.dumps(message["data"], separators=(",", ":")) == DEEPEST
+
+
+@pytest.mark.parametrize("depth", [NESTING_LIMIT + 1, 100, 500, 5_000, 60_000])
+def test_frames_nested_past_the_limit_are_invalid(classroom, redis_client, depth):
+    body = '{"action":"send","type":"x","id":"deep","data":' + nested(depth) + "}"
+    assert len(body.encode()) <= 128 * 1024
+    frame("S1", "student-1", body)
+    (error,) = classroom.frames("S1")
+    assert error["code"] == "invalid"
+    assert f"at most {NESTING_LIMIT} levels" in error["message"]
+    # The id is named when the frame could be read at all (past some depth it cannot).
+    assert error["id"] == "deep" if depth <= 500 else error["id"] in ("deep", None)
+    assert classroom.frames("S2") == []
+    assert redis_client.get(room_keys(ROOM)[3]) is None
+
+
+def test_a_deep_object_key_nesting_counts_too(classroom, redis_client):
+    data = "1"
+    for _ in range(NESTING_LIMIT):
+        data = '{"k":' + data + "}"
+    frame("S1", "student-1", '{"action":"send","type":"x","data":' + data + "}")
+    assert [f["code"] for f in classroom.frames("S1")] == ["invalid"]
+
+
+@pytest.mark.parametrize(
+    "message_type", ["chat.message\n", "chat.message\r\n", "\nchat.message", "chat.message\x00"]
+)
+def test_a_type_with_a_newline_is_invalid(classroom, redis_client, message_type):
+    frame("S1", "student-1", {"action": "send", "type": message_type, "id": "nl"})
+    assert [(f["code"], f["id"]) for f in classroom.frames("S1")] == [("invalid", "nl")]
+    assert redis_client.get(room_keys(ROOM)[3]) is None
+
+
 def test_frame_over_128_kb_is_too_large(classroom, redis_client):
     body = json.dumps({"action": "send", "type": "whiteboard.text", "data": "x" * (128 * 1024)})
     frame("S1", "student-1", body)

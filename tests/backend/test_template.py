@@ -65,8 +65,8 @@ REQUIRED_OUTPUTS = {
     "RedisPort",
 }
 MANAGE_CONNECTIONS_ARN = re.compile(
-    r"^arn:\$\{AWS::Partition\}:execute-api:\$\{AWS::Region\}:\$\{AWS::AccountId\}:"
-    r"\$\{Api\}/\$\{StageName\}/(POST|DELETE)/@connections/\*$"
+    r"arn:\$\{AWS::Partition\}:execute-api:\$\{AWS::Region\}:\$\{AWS::AccountId\}:"
+    r"\$\{Api\}/\$\{StageName\}/(POST|DELETE)/@connections/\*"
 )
 
 
@@ -601,7 +601,7 @@ def test_manage_connections_only_for_posting_functions(resources: dict) -> None:
         methods = set()
         for statement in granting(resources, name, "execute-api:ManageConnections"):
             for resource in as_list(statement["Resource"]):
-                match = MANAGE_CONNECTIONS_ARN.match(resource["Fn::Sub"])
+                match = MANAGE_CONNECTIONS_ARN.fullmatch(resource["Fn::Sub"])
                 assert match, f"{name}: {resource}"
                 methods.add(match.group(1))
         assert methods == ({"POST", "DELETE"} if name == "AdminFunction" else {"POST"}), name

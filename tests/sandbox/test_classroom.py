@@ -189,6 +189,12 @@ def test_a_registration_without_disconnect_is_pruned_by_its_410(
             json.dumps({"action": "send", "type": "chat.message", "room": "elsewhere", "id": "f7"}),
             "forbidden",
         ),
+        ('{"action":"send","type":"x","data":[NaN,Infinity],"id":"f8"}', "bad_json"),
+        ('{"action":"send","type":"x","data":1e999999,"id":"f9"}', "bad_json"),
+        ('{"action":"send","type":"x","data":"\\ud800","id":"f10"}', "bad_json"),
+        ('{"action":"send","type":"x","data":' + "9" * 10_000 + "}", "bad_json"),
+        ('{"action":"send","type":"x","id":"f11","data":' + "[" * 500 + "]" * 500 + "}", "invalid"),
+        (json.dumps({"action": "send", "type": "chat.message\n", "id": "f12"}), "invalid"),
     ],
 )
 def test_every_bad_frame_earns_its_error_and_nothing_is_delivered_or_stored(classroom, frame, code):
@@ -201,7 +207,8 @@ def test_every_bad_frame_earns_its_error_and_nothing_is_delivered_or_stored(clas
     error = student.receive_event("error")
     assert error["code"] == code
     assert isinstance(error["message"], str) and error["message"]
-    sent = json.loads(frame) if frame.startswith("{") and "not json" not in frame else {}
+    # bad_json names no id: the frame could not be read (or not trusted) to find one.
+    sent = json.loads(frame) if code != "bad_json" else {}
     expected_id = (
         sent.get("id") if isinstance(sent, dict) and isinstance(sent.get("id"), str) else None
     )
@@ -211,6 +218,37 @@ def test_every_bad_frame_earns_its_error_and_nothing_is_delivered_or_stored(clas
     ack = student.request({"action": "send", "type": "chat.message", "id": "good"}, "ack")
     assert ack["seq"] == before + 1
     assert teacher.receive_event("message")["id"] == "good"
+
+
+def test_the_deepest_message_allowed_reads_back_through_sync_and_the_console(
+    classroom, sandbox, room
+):
+    """32 levels, the frame included (PROTOCOL.md): stored, delivered, and read by every reader."""
+    teacher = classroom("teacher-1", "teacher")
+    student = classroom("student-1")
+    teacher.receive_event("join")
+    data = "[" * 31 + '"\U0001f600"' + "]" * 31
+    text = '{"action":"send","type":"whiteboard.stroke","id":"deep","data":' + data + "}"
+    student.send_raw(text)
+    assert student.receive_event("ack")["id"] == "deep"
+    heard = teacher.receive_event("message")
+    assert json.dumps(heard["data"], separators=(",", ":"), ensure_ascii=False) == data
+    history = teacher.request({"action": "sync"}, "history")
+    assert history["messages"] == [heard]
+    for request in (
+        {"op": "history", "room": room},
+        {"op": "rooms", "limit": 500},
+        {"op": "members", "room": room},
+        {"op": "stats"},
+        {"op": "audit"},
+    ):
+        status, answer = admin(sandbox, request)
+        assert status == 200 and answer["ok"], (request, answer)
+    assert admin(sandbox, {"op": "history", "room": room})[1]["messages"] == [heard]
+    # One level deeper is refused, and nothing more is stored.
+    student.send_raw(text.replace(data, "[" + data + "]"))
+    assert student.receive_event("error")["code"] == "invalid"
+    assert teacher.request({"action": "sync", "since": heard["seq"]}, "history")["messages"] == []
 
 
 def test_a_sender_over_its_rate_is_refused_and_nothing_extra_is_stored(classroom):

@@ -51,6 +51,11 @@ def forged(role: str, rooms: list[str], key=SECRET, algorithm: str = "HS256") ->
     return jwt.encode(claims, key, algorithm=algorithm)
 
 
+def signed(**claims) -> str:
+    """A token signed with the sandbox's secret that ``mint`` refuses to make."""
+    return jwt.encode({"role": "student", "exp": int(time.time()) + 60, **claims}, SECRET)
+
+
 @pytest.mark.parametrize(
     ("make_query", "status"),
     [
@@ -74,6 +79,9 @@ def forged(role: str, rooms: list[str], key=SECRET, algorithm: str = "HS256") ->
         (lambda room: f"room={room}&token={forged('principal', [room])}", 403),
         (lambda room: f"room={room}&token={forged('student', ['*'])}", 403),
         (lambda room: f"room={room}&token={mint('eve', 'student', [room])[:-2]}", 403),
+        (lambda room: f"room={room}%0A&token={mint('staff', 'support', ['*'])}", 403),
+        (lambda room: f"room={room}&token={signed(sub='s' * 4096, rooms=[room])}", 403),
+        (lambda room: f"room={room}&token={signed(sub='eve', rooms=[room], exp='9' * 10)}", 403),
     ],
     ids=[
         "no-token",
@@ -86,6 +94,9 @@ def forged(role: str, rooms: list[str], key=SECRET, algorithm: str = "HS256") ->
         "unknown-role",
         "student-star",
         "truncated",
+        "room-with-a-newline",
+        "sub-of-4-kb",
+        "exp-a-string",
     ],
 )
 def test_bad_tokens_are_refused_and_nothing_is_registered(sandbox, room, make_query, status):

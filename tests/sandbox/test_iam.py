@@ -223,7 +223,16 @@ def test_aiohttp_style_multidict_headers_verify(recorder, endpoint):
     iam.verify("POST", received.url(), headers, received.body, KEYS, REGION)
 
 
-@pytest.mark.parametrize("stamp", ["", "20241301T000000Z", "2024-01-01T00:00:00Z"])
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        "",
+        "20241301T000000Z",
+        "2024-01-01T00:00:00Z",
+        "20240131T235959Z\n",
+        "\uff12\uff10\uff12\uff14\uff10\uff11\uff13\uff11T235959Z",  # fullwidth digits
+    ],
+)
 def test_unreadable_dates_are_refused(recorder, endpoint, stamp):
     received = sent_by_boto3(recorder, endpoint)
     dated = [(k, stamp if k.lower() == "x-amz-date" else v) for k, v in received.headers]

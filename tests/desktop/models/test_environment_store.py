@@ -62,6 +62,7 @@ def test_add_edit_remove_and_persist_in_qsettings(tmp_path) -> None:
         ({"name": " "}, "name"),
         ({"region": "Ireland"}, "region"),
         ({"stack_name": "1-stack"}, "stack name"),
+        ({"region": "eu-west-\u0661"}, "region"),  # an Arabic-Indic digit one
         ({"endpoint_url": "localhost:5000"}, "http://"),
         ({"name": "local sandbox"}, "built-in"),
     ],

@@ -305,6 +305,8 @@ def test_a_required_parameter_without_a_value_is_named(target, source_root):
 def test_an_invalid_stack_name_is_refused(target):
     with pytest.raises(ConfigurationError, match="not a valid stack name"):
         DeployEngine(target, "1 bad name")
+    with pytest.raises(ConfigurationError, match="not a valid stack name"):
+        DeployEngine(target, "classroom\n")
     # The longest function name, "<stack>-authorizer", must fit Lambda's 64 characters.
     assert DeployEngine(target, "s" * 53).stack_name == "s" * 53
     with pytest.raises(ConfigurationError, match="up to 53"):
