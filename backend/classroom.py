@@ -84,9 +84,7 @@ def fan_out(
     """
     result = deliver(poster, targets, payload, concurrency, lead=lead)
     if lead is not None and result.lead_failure is not None:
-        logger.warning(
-            "reply failed", extra={"connectionId": lead[0], "error": result.lead_failure}
-        )
+        logger.warning("reply failed", extra={"error": result.lead_failure})
     pruned = registry.prune(room, result.gone) if result.gone else []
     record("FanoutSize", COUNT, len(targets))
     record("Deliveries", COUNT, result.delivered)
@@ -98,7 +96,6 @@ def fan_out(
         logger.warning(
             "some deliveries failed",
             extra={
-                "room": room,
                 "failed": len(result.failed),
                 "sample": dict(list(result.failed.items())[:5]),
             },
@@ -127,9 +124,7 @@ def reply(poster: Poster, caller: Caller, payload: str) -> bool:
     except Gone:
         return False
     except PostError as error:
-        logger.warning(
-            "reply failed", extra={"connectionId": caller.connection_id, "error": str(error)}
-        )
+        logger.warning("reply failed", extra={"error": str(error)})
         return False
 
 
@@ -198,10 +193,7 @@ def handle_frame(
     """Answers one client frame; returns the error code it earned, if any."""
     resolved = resolve(registry, caller)
     if resolved is None:
-        logger.warning(
-            "frame without authorizer context or connection record",
-            extra={"connectionId": caller.connection_id},
-        )
+        logger.warning("frame without authorizer context or connection record")
         message = "this connection is not registered in a classroom; connect again"
         reply(poster, caller, frames.error("forbidden", message, frames.client_id_of(body)))
         return "forbidden"
@@ -277,10 +269,7 @@ def tell_rejoined(
 ) -> None:
     """A connection whose registration was lost is registered again: the room hears ``join``
     (support stays hidden), as it did when the connection first came."""
-    logger.info(
-        "registration written again",
-        extra={"connectionId": caller.connection_id, "room": caller.room},
-    )
+    logger.info("registration written again")
     record("RegistrationsHealed", COUNT, 1)
     if not caller.hidden:
         frame = frames.join(caller.room, caller.user_id, caller.role)
