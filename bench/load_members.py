@@ -120,6 +120,8 @@ class Room:
     acked: dict[int, Member] = field(default_factory=dict)  # seq -> its sender
     max_acked: int = 0
     rotation: int = 0
+    # The room's latest seq when its members joined: what they hold without having been sent.
+    baseline: int = 0
 
 
 class Fleet:
@@ -164,9 +166,27 @@ class Fleet:
             await sleep_until(at + member.number / self.plan.open_rate)
             opening.append(asyncio.create_task(self._open(member)))
         await asyncio.gather(*opening)
+        await self._join_syncs()
         # The members live as long as the run: the collector's full passes skip them.
         gc.collect()
         gc.freeze()
+
+    async def _join_syncs(self) -> None:
+        """Each room's state before anything is sent, as a client asks ``sync`` when it joins: a
+        room's seqs start above its floor, not at 1 (PROTOCOL.md), so a member holds every seq
+        up to the ``latest`` this answers and counts gaps from there."""
+        joins = []
+        for room in self.rooms:
+            member = next((m for m in room.members if m.live), None)
+            if member is None:
+                continue
+            request = Request("join", f"join-{member.number}", member)
+            member.sync = request
+            joins.append(request)
+            self._spawn(self._transmit(request, json.dumps({"action": "sync", "id": request.id})))
+        deadline = time.monotonic() + OPEN_TIMEOUT
+        while any(r.answer is None for r in joins) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
 
     async def _open(self, member: Member) -> None:
         import aiohttp
@@ -297,6 +317,16 @@ class Fleet:
     def _on_history(self, member: Member, frame: dict, now: float) -> None:
         request = member.sync
         messages = frame.get("messages") or []
+        if request is not None and request.kind == "join":
+            latest = frame.get("latest", 0)
+            member.room.baseline = latest
+            for other in member.room.members:
+                other.low = max(other.low, latest)
+            request.answer = ("ack", "")
+            member.sync = None
+            with contextlib.suppress(ValueError):
+                member.outstanding.remove(request)
+            return
         if frame.get("truncated") and messages:
             self.result.truncated_histories += 1
             for seq in range(member.low + 1, messages[0]["seq"]):
@@ -454,7 +484,7 @@ class Fleet:
                         result.recovered_at_end += seq in member.recovered_at_end
                     else:
                         result.direct += 1
-                result.unacked_held += member.low + len(member.above) - held_acked
+                result.unacked_held += member.low - room.baseline + len(member.above) - held_acked
         return result
 
     async def close(self) -> None:
