@@ -5,6 +5,7 @@
     ├── AwsError                 anything from AWS (credentials, permissions, throttling, stacks)
     │   ├── CredentialsError     no credentials, expired SSO session, unknown profile
     │   └── DeployError          a change set or stack operation that failed
+    ├── AdminError               the admin function answered and refused (its error code)
     ├── RedisError               the registry's Redis cannot be reached or answered badly
     ├── SandboxError             the local sandbox could not start or stopped
     └── SocketError              a classroom WebSocket could not connect or dropped
@@ -42,6 +43,14 @@ class CredentialsError(AwsError):
 
 class DeployError(AwsError):
     pass
+
+
+class AdminError(ConsoleError):
+    """The admin function answered, and refused: ``code`` is its error code (PROTOCOL.md's)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message if message.endswith(".") else f"{message}.")
+        self.code = code
 
 
 class RedisError(ConsoleError):
