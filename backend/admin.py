@@ -46,23 +46,29 @@ def rooms(registry: Registry, request: dict) -> dict:
     if not isinstance(cursor, str) or not cursor.isdigit():
         raise AdminError("invalid", "cursor must be the value a previous page returned")
     limit = _int(request, "limit", 50, 1, MAX_PAGE)
-    names, next_cursor = registry.rooms(int(cursor), limit)
+    page = registry.room_page(int(cursor), limit)
     listed = []
-    for name in names:
-        members = registry.members(name)
-        if not members:
-            registry.forget_room(name)
-            continue
+    for summary in page.rooms:
+        found = summary.members
         listed.append(
             {
-                "room": name,
-                "members": sum(not m.hidden for m in members),
-                "hidden": sum(m.hidden for m in members),
-                "lastActivity": registry.last_activity(name),
-                "latestSeq": registry.latest_seq(name),
+                "room": summary.room,
+                "members": sum(not m.hidden for m in found),
+                "teachers": sum(m.role == "teacher" for m in found),
+                "students": sum(m.role == "student" for m in found),
+                "hidden": sum(m.hidden for m in found),
+                "connectedSince": min(m.connectedAt for m in found),
+                "lastActivity": summary.last_activity,
+                "messagesLastMinute": summary.messages_last_minute,
+                "latestSeq": summary.latest_seq,
             }
         )
-    return {"rooms": listed, "cursor": str(next_cursor) if next_cursor else None}
+    return {
+        "rooms": listed,
+        "cursor": str(page.cursor) if page.cursor else None,
+        "classrooms": page.classrooms,
+        "connections": page.connections,
+    }
 
 
 def members(registry: Registry, request: dict) -> dict:

@@ -13,9 +13,16 @@ This module is the only one that knows the keys. Per-classroom keys share the ha
     room:{r}:left      sorted set  connectionId -> when it left (epoch ms), for ten minutes:
                                    a frame racing its $disconnect must not register it again
     room:{r}:rate:{c}:{s} string   sends by connection c in second s (expires in 2 s)
+    room:{r}:sent:{m}  string      messages stored in minute m (epoch minutes; expires in 120 s)
     conn:{id}          hash        room, userId, role: finds the classroom at $disconnect
     rooms              sorted set  room -> last join (epoch ms): the index of active classrooms
+    connections        sorted set  connectionId -> registration expiry: counts live connections
+    user:{u}:rooms     sorted set  "{room}|{connectionId}" -> when it joined: a user's classrooms
     audit:support      stream      support injections with the staff identity
+
+The connection record, the indexes and the user's entry live in other slots than the room's,
+so they are written beside its scripts (one pipelined round trip), not in them; an entry whose
+room registration is gone is dropped when it is read.
 
 Registrations expire after the gateway's connection limit unless refreshed by traffic or
 ``ping``, so a lost ``$disconnect`` heals itself; expired members are dropped by the next
@@ -36,6 +43,7 @@ import time
 from dataclasses import asdict, dataclass
 
 ROOM_INDEX = "rooms"
+CONNECTION_INDEX = "connections"
 AUDIT_STREAM = "audit:support"
 AUDIT_MAX_ENTRIES = 100_000
 # How long a connection that left is remembered, so a frame still in flight when its
@@ -59,8 +67,20 @@ def rate_key(room: str, connection_id: str, second: int) -> str:
     return "room:{" + room + "}:rate:" + connection_id + ":" + str(second)
 
 
+def sent_key(room: str, minute: int) -> str:
+    return "room:{" + room + "}:sent:" + str(minute)
+
+
 def connection_key(connection_id: str) -> str:
     return "conn:{" + connection_id + "}"
+
+
+def user_rooms_key(user_id: str) -> str:
+    return "user:{" + user_id + "}:rooms"
+
+
+def _user_entry(room: str, connection_id: str) -> str:
+    return room + "|" + connection_id  # a room name has no "|"
 
 
 def now_ms() -> int:
@@ -164,7 +184,8 @@ return {info or false, members}
 """
 )
 
-# KEYS[8]: the sender's send counter for this second. ARGV: now, sender connectionId, sender
+# KEYS[8]: the sender's send counter for this second; KEYS[9]: the room's count of messages
+# stored this minute. ARGV: now, sender connectionId, sender
 # expiry, sender member JSON, frame head, frame tail, max messages, retention seconds, rate
 # limit a second (0: off), dedupe key ('' when the message has no id). Stores the frame with
 # the next seq and returns {seq, live members, rejoined, false}; {0, members, rejoined, false}
@@ -203,6 +224,7 @@ end
 if dedupe ~= '' then
   redis.call('ZADD', KEYS[6], seq, dedupe)
 end
+if redis.call('INCR', KEYS[9]) == 1 then redis.call('EXPIRE', KEYS[9], 120) end
 redis.call('EXPIRE', KEYS[3], retention)
 redis.call('EXPIRE', KEYS[6], retention)
 redis.call('EXPIRE', KEYS[4], retention + 86400 * 30)
@@ -282,6 +304,27 @@ class Stored:
         return self.original is not None
 
 
+@dataclass(frozen=True)
+class RoomSummary:
+    room: str
+    members: list[Member]
+    last_activity: int
+    latest_seq: int
+    messages_last_minute: int
+
+
+@dataclass(frozen=True)
+class RoomPage:
+    """One page of the classroom index; ``cursor`` 0 ends the walk. ``classrooms`` counts the
+    index (rooms whose members all expired count until a page or a script finds them empty);
+    ``connections`` counts live registrations."""
+
+    rooms: list[RoomSummary]
+    cursor: int
+    classrooms: int
+    connections: int
+
+
 class Registry:
     """Classroom membership and logs on one Redis client (a single node or a cluster)."""
 
@@ -322,8 +365,9 @@ class Registry:
         return [m for m in _text(members) if m != member.connectionId]
 
     def _write_records(self, room: str, member: Member, now: int) -> None:
-        """The connection record and the room's place in the index: other slots than the room's,
-        so not in its scripts."""
+        """The connection record, the room's place in the index, the connection's in the count
+        and the user's entry: other slots than the room's, so not in its scripts."""
+        user_key = user_rooms_key(member.userId)
         pipe = self.client.pipeline(transaction=False)
         pipe.hset(
             connection_key(member.connectionId),
@@ -336,7 +380,22 @@ class Registry:
         )
         pipe.expire(connection_key(member.connectionId), self.connection_ttl)
         pipe.zadd(ROOM_INDEX, {room: now})
+        pipe.zadd(CONNECTION_INDEX, {member.connectionId: self._expiry(now)})
+        pipe.zadd(user_key, {_user_entry(room, member.connectionId): now})
+        pipe.expire(user_key, self.connection_ttl)
         pipe.execute()
+
+    def _forget_records(self, room: str, members: list[Member], room_empty: bool) -> None:
+        """Removes what ``_write_records`` wrote for members that left, in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for member in members:
+            pipe.delete(connection_key(member.connectionId))
+            pipe.zrem(CONNECTION_INDEX, member.connectionId)
+            pipe.zrem(user_rooms_key(member.userId), _user_entry(room, member.connectionId))
+        if room_empty:
+            pipe.zrem(ROOM_INDEX, room)
+        if members or room_empty:
+            pipe.execute()
 
     def room_of(self, connection_id: str) -> dict | None:
         record = self.client.hgetall(connection_key(connection_id))
@@ -347,12 +406,15 @@ class Registry:
     ) -> tuple[Member | None, list[str]]:
         """Removes a connection; returns the member it was (None if already gone) and who is left."""
         now = now_ms() if now is None else now
-        self.client.delete(connection_key(connection_id))
         info, members = self._leave(keys=room_keys(room), args=[now, connection_id])
         member = Member(**json.loads(info)) if info else None
         left = _text(members)
-        if not left:
-            self.client.zrem(ROOM_INDEX, room)
+        if member is None:
+            self.client.delete(connection_key(connection_id))
+            if not left:
+                self.client.zrem(ROOM_INDEX, room)
+        else:
+            self._forget_records(room, [member], room_empty=not left)
         return member, left
 
     def prune(self, room: str, connection_ids: list[str], now: int | None = None) -> list[Member]:
@@ -365,13 +427,7 @@ class Registry:
         oldest = now - self.gone_grace_seconds * 1000
         records, left = self._prune_gone(keys=room_keys(room), args=[now, oldest, *connection_ids])
         removed = [Member(**json.loads(record)) for record in _text(records)]
-        if removed:
-            pipe = self.client.pipeline(transaction=False)  # the records live in other slots
-            for member in removed:
-                pipe.delete(connection_key(member.connectionId))
-            pipe.execute()
-        if int(left) == 0:
-            self.client.zrem(ROOM_INDEX, room)
+        self._forget_records(room, removed, room_empty=int(left) == 0)
         return removed
 
     def store(
@@ -392,7 +448,11 @@ class Registry:
         """
         now = now_ms() if now is None else now
         answer = self._send(
-            keys=[*room_keys(room), rate_key(room, sender.connectionId, now // 1000)],
+            keys=[
+                *room_keys(room),
+                rate_key(room, sender.connectionId, now // 1000),
+                sent_key(room, now // 60_000),
+            ],
             args=[
                 now,
                 sender.connectionId,
@@ -425,7 +485,11 @@ class Registry:
         if rejoined:
             self._write_records(room, member, now)
         else:
-            self.client.expire(connection_key(member.connectionId), self.connection_ttl)
+            pipe = self.client.pipeline(transaction=False)
+            pipe.expire(connection_key(member.connectionId), self.connection_ttl)
+            pipe.zadd(CONNECTION_INDEX, {member.connectionId: self._expiry(now)})
+            pipe.expire(user_rooms_key(member.userId), self.connection_ttl)
+            pipe.execute()
         return bool(rejoined), [m for m in _text(members) if m != member.connectionId]
 
     def history(self, room: str, since: int) -> History:
@@ -454,6 +518,81 @@ class Registry:
         """One page of the active-classroom index; cursor 0 starts and ends the walk."""
         next_cursor, entries = self.client.zscan(ROOM_INDEX, cursor=cursor, count=limit)
         return [_str(room) for room, _ in entries], int(next_cursor)
+
+    def room_page(self, cursor: int = 0, limit: int = 50, now: int | None = None) -> RoomPage:
+        """One page of the index with each room's live members, activity and seq, and the
+        environment's totals: two round trips whatever the page's size (the index, then one
+        pipeline over the listed rooms), plus one to forget rooms found empty.
+
+        Plain reads, no script: a room's expired members are left for its next script to drop.
+        """
+        now = now_ms() if now is None else now
+        names, next_cursor = self.rooms(cursor, limit)
+        minute, into = divmod(now, 60_000)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.zremrangebyscore(CONNECTION_INDEX, "-inf", now)
+        pipe.zcard(CONNECTION_INDEX)
+        pipe.zcard(ROOM_INDEX)
+        for name in names:
+            members_key, info_key, _, seq_key, meta_key, *_ = room_keys(name)
+            pipe.zrangebyscore(members_key, f"({now}", "+inf")
+            pipe.hgetall(info_key)
+            pipe.get(seq_key)
+            pipe.hget(meta_key, "lastActivity")
+            pipe.get(sent_key(name, minute))
+            pipe.get(sent_key(name, minute - 1))
+        answers = pipe.execute()
+        connections, classrooms = int(answers[1]), int(answers[2])
+        summaries, empty = [], []
+        for n, name in enumerate(names):
+            live, info, seq, activity, this_minute, last_minute = answers[3 + 6 * n : 9 + 6 * n]
+            records = _text_dict(info)
+            found = [Member(**json.loads(records[c])) for c in _text(live) if c in records]
+            if not found:
+                empty.append(name)
+                continue
+            # A sliding minute from two per-minute counts: all of this minute's, and the share
+            # of the last minute's that falls within the past 60 s (counts assumed even).
+            recent = int(this_minute or 0) + int(last_minute or 0) * (60_000 - into) / 60_000
+            summaries.append(
+                RoomSummary(
+                    room=name,
+                    members=sorted(found, key=lambda m: (m.connectedAt, m.connectionId)),
+                    last_activity=int(activity or 0),
+                    latest_seq=int(seq or 0),
+                    messages_last_minute=round(recent),
+                )
+            )
+        if empty:
+            self.client.zrem(ROOM_INDEX, *empty)
+            classrooms -= len(empty)
+        return RoomPage(summaries, next_cursor, classrooms, connections)
+
+    def user_rooms(self, user_id: str, now: int | None = None) -> dict[str, list[str]]:
+        """The classrooms a user is in, each with the user's live connections there.
+
+        Entries whose registration is gone (a lost ``$disconnect``, an expiry) are dropped from
+        the user's index here: one round trip for the index, one pipeline for the rooms, one
+        more only when there is something to drop.
+        """
+        now = now_ms() if now is None else now
+        key = user_rooms_key(user_id)
+        entries = _text(self.client.zrange(key, 0, -1))
+        pipe = self.client.pipeline(transaction=False)
+        pairs = [entry.split("|", 1) for entry in entries]
+        for room, connection_id in pairs:
+            pipe.zscore(room_keys(room)[0], connection_id)
+        expiries = pipe.execute() if pairs else []
+        found: dict[str, list[str]] = {}
+        stale = []
+        for entry, (room, connection_id), expiry in zip(entries, pairs, expiries, strict=True):
+            if expiry is not None and float(expiry) > now:
+                found.setdefault(room, []).append(connection_id)
+            else:
+                stale.append(entry)
+        if stale:
+            self.client.zrem(key, *stale)
+        return found
 
     def forget_room(self, room: str) -> None:
         self.client.zrem(ROOM_INDEX, room)

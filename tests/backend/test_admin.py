@@ -6,8 +6,9 @@ import pytest
 
 from backend import tokens
 from backend.handlers import admin
+from backend.registry import room_keys
 from tests.backend.conftest import SECRET, LambdaContext
-from tests.backend.test_handlers import floor, frame, join
+from tests.backend.test_handlers import floor, frame, join, leave
 
 
 def ask(**request) -> dict:
@@ -50,6 +51,34 @@ def test_rooms_reports_members_activity_and_seq(school):
     assert rooms["physics-101"]["latestSeq"] == floor("physics-101") + 1
     assert rooms["physics-101"]["lastActivity"] > 0
     assert rooms["chemistry-2"]["members"] == 3
+
+
+def test_rooms_describe_each_classroom_and_the_environment(school, redis_client):
+    frame("S1", "student-1", {"action": "send", "type": "chat.message"})
+    frame("S1", "student-1", {"action": "send", "type": "chat.message"})
+    answer = ask(op="rooms")
+    assert answer["classrooms"] == 2 and answer["connections"] == 6
+    physics = {r["room"]: r for r in answer["rooms"]}["physics-101"]
+    assert (physics["teachers"], physics["students"], physics["hidden"]) == (1, 1, 1)
+    assert physics["messagesLastMinute"] == 2
+    joined = [m["connectedAt"] for m in ask(op="members", room="physics-101")["members"]]
+    assert physics["connectedSince"] == min(joined)
+    chemistry = {r["room"]: r for r in answer["rooms"]}["chemistry-2"]
+    assert (chemistry["students"], chemistry["messagesLastMinute"]) == (3, 0)
+
+
+def test_rooms_drop_a_classroom_whose_members_all_expired(school, redis_client):
+    for connection_id in ("C0", "C1", "C2"):
+        redis_client.zadd(room_keys("chemistry-2")[0], {connection_id: 1})
+    answer = ask(op="rooms")
+    assert [r["room"] for r in answer["rooms"]] == ["physics-101"]
+    assert answer["classrooms"] == 1
+    assert redis_client.zscore("rooms", "chemistry-2") is None
+
+
+def test_connections_count_leaves(school):
+    leave("C0", "chem-0", room="chemistry-2")
+    assert ask(op="rooms")["connections"] == 5
 
 
 def test_members_have_their_details(school):
