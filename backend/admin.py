@@ -76,6 +76,17 @@ def members(registry: Registry, request: dict) -> dict:
     return {"room": room, "members": [asdict(m) for m in registry.members(room)]}
 
 
+def user_rooms(registry: Registry, request: dict) -> dict:
+    user_id = request.get("userId")
+    if not isinstance(user_id, str) or not user_id or len(user_id) > 256:
+        raise AdminError("invalid", "userId must be 1-256 characters")
+    found = registry.user_rooms(user_id)
+    return {
+        "userId": user_id,
+        "rooms": [{"room": room, "connections": found[room]} for room in sorted(found)],
+    }
+
+
 def history(registry: Registry, request: dict) -> dict:
     room = _room(request)
     since = _int(request, "since", 0, 0, 2**53)
@@ -174,6 +185,8 @@ def handle(request: object, registry: Registry, poster_factory, secret_factory) 
             answer = rooms(registry, request)
         elif op == "members":
             answer = members(registry, request)
+        elif op == "user_rooms":
+            answer = user_rooms(registry, request)
         elif op == "history":
             answer = history(registry, request)
         elif op == "kick":
@@ -189,12 +202,21 @@ def handle(request: object, registry: Registry, poster_factory, secret_factory) 
         else:
             raise AdminError(
                 "unknown_op",
-                f"unknown op {op!r}; expected one of rooms, members, history, kick, close_room, "
-                "support_token, stats, audit",
+                f"unknown op {op!r}; expected one of {', '.join(OPS)}",
             )
     except AdminError as error:
         return {"ok": False, "error": error.code, "message": error.message}
     return {"ok": True, **answer}
 
 
-OPS = ("rooms", "members", "history", "kick", "close_room", "support_token", "stats", "audit")
+OPS = (
+    "rooms",
+    "members",
+    "user_rooms",
+    "history",
+    "kick",
+    "close_room",
+    "support_token",
+    "stats",
+    "audit",
+)

@@ -181,3 +181,51 @@ def test_redis_down_is_unavailable(monkeypatch, backend_env):
     runtime.reset()
     answer = ask(op="stats")
     assert answer["ok"] is False and answer["error"] == "unavailable"
+
+
+def user_rooms(user_id: str) -> dict[str, list[str]]:
+    answer = ask(op="user_rooms", userId=user_id)
+    assert answer["ok"] is True and answer["userId"] == user_id
+    return {r["room"]: r["connections"] for r in answer["rooms"]}
+
+
+def test_user_rooms_lists_each_classroom_with_the_users_connections(school):
+    join("T2", "teacher-1", "teacher", room="chemistry-2")
+    join("T3", "teacher-1", "teacher", room="chemistry-2")
+    assert user_rooms("teacher-1") == {"physics-101": ["T1"], "chemistry-2": ["T2", "T3"]}
+    assert user_rooms("staff@example.com") == {"physics-101": ["X1"]}
+    assert user_rooms("nobody") == {}
+
+
+def test_user_rooms_forgets_a_disconnect_and_a_prune(school, redis_client):
+    join("S2", "student-1", room="physics-101")
+    leave("S1", "student-1", room="physics-101")
+    assert user_rooms("student-1") == {"physics-101": ["S2"]}
+    school.gone.add("S2")
+    frame("T1", "teacher-1", {"action": "send", "type": "chat.message"}, role="teacher")
+    assert "S2" not in {m["connectionId"] for m in ask(op="members", room="physics-101")["members"]}
+    assert redis_client.zcard("user:{student-1}:rooms") == 0  # pruned, not healed on read
+
+
+def test_user_rooms_drops_an_entry_whose_registration_is_gone(school, redis_client):
+    members, info = room_keys("physics-101")[:2]
+    redis_client.zrem(members, "S1")  # a lost write: the registration without its user entry
+    redis_client.hdel(info, "S1")
+    assert redis_client.zcard("user:{student-1}:rooms") == 1
+    assert user_rooms("student-1") == {}
+    assert redis_client.zcard("user:{student-1}:rooms") == 0
+
+
+def test_user_rooms_heals_with_the_registration(school, redis_client):
+    members, info = room_keys("physics-101")[:2]
+    redis_client.zrem(members, "S1")  # a failover lost the registration and the user's index
+    redis_client.hdel(info, "S1")
+    redis_client.delete("user:{student-1}:rooms")
+    frame("S1", "student-1", {"action": "ping"}, route="ping")
+    assert user_rooms("student-1") == {"physics-101": ["S1"]}
+
+
+@pytest.mark.parametrize("user_id", [None, "", 7, "u" * 257])
+def test_user_rooms_needs_a_user(backend_env, user_id):
+    answer = ask(op="user_rooms", userId=user_id)
+    assert answer["ok"] is False and answer["error"] == "invalid"

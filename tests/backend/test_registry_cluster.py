@@ -123,3 +123,28 @@ def test_registry_works_in_cluster_mode(cluster):
         if cursor == 0:
             break
     assert {f"class-{n}" for n in range(12)} <= set(listed)
+
+
+def test_room_pages_and_user_rooms_read_across_shards(cluster):
+    registry = Registry(cluster)
+    rooms = [f"shard-{n}" for n in range(12)]
+    for room in rooms:
+        registry.join(room, member(f"{room}-t", "carol", "teacher"))
+        registry.join(room, member(f"{room}-s", f"{room}-student"))
+        registry.store(room, member(f"{room}-t", "carol", "teacher"), '{"seq":', "}")
+    found, cursor = {}, 0
+    while True:
+        page = registry.room_page(cursor, 5)
+        found |= {summary.room: summary for summary in page.rooms}
+        cursor = page.cursor
+        if cursor == 0:
+            break
+    assert set(rooms) <= set(found)
+    assert all(len(found[room].members) == 2 for room in rooms)
+    assert all(found[room].messages_last_minute == 1 for room in rooms)
+    assert page.connections >= 24
+    carol = registry.user_rooms("carol")
+    assert {room: carol[room] for room in rooms} == {room: [f"{room}-t"] for room in rooms}
+    registry.leave(rooms[0], f"{rooms[0]}-t")
+    registry.prune(rooms[1], [f"{rooms[1]}-t"])
+    assert not {rooms[0], rooms[1]} & set(registry.user_rooms("carol"))
