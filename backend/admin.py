@@ -16,6 +16,7 @@ from backend.poster import Gone, Poster, PostError
 from backend.registry import Registry
 
 MAX_PAGE = 500
+MAX_CHECKED = 500
 SUPPORT_TOKEN_TTL = 900
 SUPPORT_TOKEN_MAX_TTL = 3600
 
@@ -118,6 +119,51 @@ def kick(registry: Registry, poster: Poster, request: dict) -> dict:
     return {"connectionId": connection_id, "kicked": closed or bool(record)}
 
 
+def check_connections(registry: Registry, poster: Poster, request: dict) -> dict:
+    """Asks the management API (GetConnection) about each registered member; a 410 is a ghost,
+    a registration whose connection is gone. At most ``MAX_CHECKED`` members a call, oldest
+    first (ghosts are old); other failures are reported per connection, never fatal.
+    ``prune`` removes exactly the ghosts found, as a fan-out's 410 does (members that joined
+    within the grace period are kept: their handshake may still be in progress)."""
+    room = _room(request)
+    prune = request.get("prune", False)
+    if not isinstance(prune, bool):
+        raise AdminError("invalid", "prune must be true or false")
+    registered = registry.members(room)
+    checked = registered[:MAX_CHECKED]
+    ghosts, failures = [], []
+    for member in checked:
+        try:
+            poster.get(member.connectionId)
+        except Gone:
+            ghosts.append(member)
+        except PostError as error:
+            failures.append({"connectionId": member.connectionId, "error": str(error)})
+    answer = {
+        "room": room,
+        "members": len(registered),
+        "checked": len(checked),
+        "limit": MAX_CHECKED,
+        "truncated": len(registered) > len(checked),
+        "ghosts": [
+            {
+                "connectionId": m.connectionId,
+                "userId": m.userId,
+                "role": m.role,
+                "connectedAt": m.connectedAt,
+            }
+            for m in ghosts
+        ],
+        "failures": failures,
+    }
+    if prune:
+        gone = [m.connectionId for m in ghosts]
+        answer["pruned"] = [
+            m.connectionId for m in classroom.remove_gone(registry, poster, room, gone)
+        ]
+    return answer
+
+
 def close_room(registry: Registry, poster: Poster, request: dict) -> dict:
     room = _room(request)
     closed = 0
@@ -191,6 +237,8 @@ def handle(request: object, registry: Registry, poster_factory, secret_factory) 
             answer = history(registry, request)
         elif op == "kick":
             answer = kick(registry, poster_factory(), request)
+        elif op == "check_connections":
+            answer = check_connections(registry, poster_factory(), request)
         elif op == "close_room":
             answer = close_room(registry, poster_factory(), request)
         elif op == "support_token":
@@ -215,6 +263,7 @@ OPS = (
     "user_rooms",
     "history",
     "kick",
+    "check_connections",
     "close_room",
     "support_token",
     "stats",

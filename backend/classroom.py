@@ -76,16 +76,14 @@ def fan_out(
     tell_leaves: bool = True,
     lead: tuple[str, str] | None = None,
 ) -> FanoutResult:
-    """Delivers to ``targets`` and removes the registrations that answered 410.
-
-    A pruned member left without its ``$disconnect``, so the room is told ``leave`` for it
-    here (support members stay hidden); that second fan-out prunes without telling again.
+    """Delivers to ``targets`` and removes the registrations that answered 410
+    (``remove_gone``, which tells the room ``leave`` unless ``tell_leaves`` is off).
     ``lead`` (connection id, frame), the sender's ack, goes first in the same fan-out.
     """
     result = deliver(poster, targets, payload, concurrency, lead=lead)
     if lead is not None and result.lead_failure is not None:
         logger.warning("reply failed", extra={"error": result.lead_failure})
-    pruned = registry.prune(room, result.gone) if result.gone else []
+    pruned = remove_gone(registry, poster, room, result.gone, concurrency, tell_leaves=tell_leaves)
     record("FanoutSize", COUNT, len(targets))
     record("Deliveries", COUNT, result.delivered)
     record("StaleConnectionsPruned", COUNT, len(pruned))
@@ -100,6 +98,24 @@ def fan_out(
                 "sample": dict(list(result.failed.items())[:5]),
             },
         )
+    return result
+
+
+def remove_gone(
+    registry: Registry,
+    poster: Poster,
+    room: str,
+    gone: list[str],
+    concurrency: int = 128,
+    *,
+    tell_leaves: bool = True,
+) -> list[Member]:
+    """Removes the registrations the management API answered 410 for; returns who they were.
+
+    A pruned member left without its ``$disconnect``, so the room is told ``leave`` for it
+    here (support members stay hidden); that fan-out prunes without telling again.
+    """
+    pruned = registry.prune(room, gone) if gone else []
     visible = [member for member in pruned if not member.hidden]
     if tell_leaves and visible:
         remaining = [member.connectionId for member in registry.members(room)]
@@ -113,7 +129,7 @@ def fan_out(
                 concurrency,
                 tell_leaves=False,
             )
-    return result
+    return pruned
 
 
 def reply(poster: Poster, caller: Caller, payload: str) -> bool:

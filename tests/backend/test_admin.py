@@ -229,3 +229,60 @@ def test_user_rooms_heals_with_the_registration(school, redis_client):
 def test_user_rooms_needs_a_user(backend_env, user_id):
     answer = ask(op="user_rooms", userId=user_id)
     assert answer["ok"] is False and answer["error"] == "invalid"
+
+
+def test_check_connections_finds_ghosts_and_leaves_them_unless_asked(school):
+    school.gone.update({"S1", "X1"})
+    answer = ask(op="check_connections", room="physics-101")
+    assert answer["ok"] is True
+    assert {g["connectionId"]: g["role"] for g in answer["ghosts"]} == {
+        "S1": "student",
+        "X1": "support",
+    }
+    ghost = next(g for g in answer["ghosts"] if g["connectionId"] == "S1")
+    assert ghost["userId"] == "student-1" and ghost["connectedAt"] > 0
+    assert (answer["members"], answer["checked"], answer["truncated"]) == (3, 3, False)
+    assert answer["failures"] == [] and "pruned" not in answer
+    assert len(ask(op="members", room="physics-101")["members"]) == 3
+    assert school.frames("T1") == []
+
+
+def test_check_connections_prunes_exactly_the_ghosts_and_tells_the_room(school, redis_client):
+    school.gone.update({"S1", "X1"})
+    answer = ask(op="check_connections", room="physics-101", prune=True)
+    assert sorted(answer["pruned"]) == ["S1", "X1"]
+    assert [m["connectionId"] for m in ask(op="members", room="physics-101")["members"]] == ["T1"]
+    # The student left without its $disconnect, so the room hears it; support stays hidden.
+    leave_ = {"event": "leave", "room": "physics-101", "userId": "student-1", "role": "student"}
+    assert school.frames("T1") == [leave_]
+    assert not redis_client.exists("conn:{S1}")
+    assert user_rooms("student-1") == {}
+    assert ask(op="check_connections", room="physics-101")["ghosts"] == []
+
+
+def test_check_connections_reports_other_failures_per_connection(school):
+    school.fail.add("T1")
+    school.gone.add("S1")
+    answer = ask(op="check_connections", room="physics-101", prune=True)
+    assert [f["connectionId"] for f in answer["failures"]] == ["T1"]
+    assert answer["failures"][0]["error"]
+    assert answer["pruned"] == ["S1"]
+    assert {m["connectionId"] for m in ask(op="members", room="physics-101")["members"]} == {
+        "T1",
+        "X1",
+    }
+
+
+def test_check_connections_is_capped(school, monkeypatch):
+    from backend import admin as operations
+
+    monkeypatch.setattr(operations, "MAX_CHECKED", 2)
+    answer = ask(op="check_connections", room="physics-101")
+    assert (answer["members"], answer["checked"], answer["limit"]) == (3, 2, 2)
+    assert answer["truncated"] is True
+
+
+@pytest.mark.parametrize("request_", [{}, {"room": "bad room"}, {"room": "r", "prune": "yes"}])
+def test_check_connections_needs_a_room(backend_env, request_):
+    answer = ask(op="check_connections", **request_)
+    assert answer["ok"] is False and answer["error"] == "invalid"
