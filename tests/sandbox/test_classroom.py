@@ -397,3 +397,35 @@ def test_members_of_other_rooms_hear_nothing(classroom, room):
     assert empty["messages"] == [] and ack["seq"] == empty["latest"] + 1  # its own room's log
     # The next frame "elsewhere" gets is the answer to its own request, not "only-here".
     assert elsewhere.request({"action": "ping"}, "pong")
+
+
+def test_check_connections_finds_a_ghost_and_prunes_only_it(classroom, sandbox, room, redis_server):
+    teacher = classroom("teacher-1", "teacher")
+    student = classroom("student-1")
+    teacher.receive_event("join")
+    client = redis.Redis.from_url(redis_server, decode_responses=True)
+    try:
+        ghost = "R2hvc3RHaG9zdDI="  # registered, but the gateway has no such connection
+        Registry(client).join(room, Member(ghost, "ghost", "student", connectedAt=1))
+    finally:
+        client.close()
+
+    status, found = admin(sandbox, {"op": "check_connections", "room": room})
+    assert status == 200 and found["ok"] is True, found
+    assert found["ghosts"] == [
+        {"connectionId": ghost, "userId": "ghost", "role": "student", "connectedAt": 1}
+    ]
+    assert (found["members"], found["checked"], found["failures"]) == (3, 3, [])
+
+    status, pruned = admin(sandbox, {"op": "check_connections", "room": room, "prune": True})
+    assert status == 200 and pruned["pruned"] == [ghost], pruned
+    for member in (teacher, student):
+        assert member.receive_event("leave")["userId"] == "ghost"
+    status, members = admin(sandbox, {"op": "members", "room": room})
+    assert [m["userId"] for m in members["members"]] == ["teacher-1", "student-1"]
+    status, ghosts = admin(sandbox, {"op": "user_rooms", "userId": "ghost"})
+    assert ghosts["rooms"] == []
+    status, mine = admin(sandbox, {"op": "user_rooms", "userId": "student-1"})
+    assert room in [r["room"] for r in mine["rooms"]]  # the sandbox is shared by the tests
+    ack = teacher.request({"action": "send", "type": "chat.message", "id": "after"}, "ack")
+    assert student.receive_event("message")["seq"] == ack["seq"]
