@@ -197,15 +197,15 @@ def support_token(secret: str, request: dict) -> dict:
 
 
 def stats(registry: Registry, request: dict) -> dict:
+    """Walks the whole index, a page (two round trips) at a time."""
     cursor, rooms_seen, members_total, hidden_total = 0, 0, 0, 0
     while True:
-        names, cursor = registry.rooms(cursor, MAX_PAGE)
-        for name in names:
-            found = registry.members(name)
-            if found:
-                rooms_seen += 1
-                members_total += sum(not m.hidden for m in found)
-                hidden_total += sum(m.hidden for m in found)
+        page = registry.room_page(cursor, MAX_PAGE)
+        for summary in page.rooms:
+            rooms_seen += 1
+            members_total += sum(not m.hidden for m in summary.members)
+            hidden_total += sum(m.hidden for m in summary.members)
+        cursor = page.cursor
         if cursor == 0:
             break
     return {

@@ -53,6 +53,14 @@ class AdminClient:
     def members(self, room: str) -> list[dict]:
         return self.call("members", room=room)["members"]
 
+    def user_rooms(self, user_id: str) -> list[dict]:
+        """The classrooms a user is in: ``[{room, connections}]``."""
+        return self.call("user_rooms", userId=user_id)["rooms"]
+
+    def check_connections(self, room: str, prune: bool = False) -> dict:
+        """The room's ghosts (registered, gone at the gateway), removed too with ``prune``."""
+        return self.call("check_connections", room=room, prune=prune)
+
     def history(self, room: str, since: int = 0) -> dict:
         return self.call("history", room=room, since=since)
 

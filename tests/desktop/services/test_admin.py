@@ -40,6 +40,10 @@ def test_the_sandbox_transport_sees_the_classroom_and_acts_on_it(sandbox):
         assert "admin-room" in [r["room"] for r in client.rooms(limit=500)["rooms"]]
         members = {m["userId"]: m for m in client.members("admin-room")}
         assert set(members) == {"ms-lee", "sam"}
+        assert client.user_rooms("sam") == [
+            {"room": "admin-room", "connections": [members["sam"]["connectionId"]]}
+        ]
+        assert client.check_connections("admin-room")["ghosts"] == []
         assert client.kick(members["sam"]["connectionId"]) is True
         assert student.wait_closed()[0] == 1000
         assert teacher.receive_event("leave")["userId"] == "sam"
