@@ -1,4 +1,5 @@
-"""Operations for the console: classrooms, members, history, kick, close, support tokens, stats.
+"""Operations for the console: classrooms, a user's classrooms, members, ghost connections,
+history, kick, close, support tokens, audit, stats.
 
 The admin Lambda (invoked through IAM, never from the internet) and the sandbox's ``/_admin``
 run this same code. A request is a JSON object with ``op``; the answer is ``{"ok": true, ...}``
