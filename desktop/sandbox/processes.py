@@ -220,7 +220,7 @@ class WorkerPool:
         self._expire(now)
         if len(queue) >= self.queue_limit or (queue and self._waited(queue[0], now) > MAX_WAIT):
             raise Overloaded()
-        message = workers.encode((workers.INVOKE, 0, reference, event, context))
+        message = workers.encode((workers.INVOKE, reference, event, context))
         invocation = _Invocation(message, asyncio.get_running_loop().create_future(), now)
         self._queue.append(invocation)
         self._dispatch()
@@ -292,7 +292,7 @@ class WorkerPool:
         if kind == workers.ANSWER:
             invocation = worker.running.popleft()
             if not invocation.future.done():
-                invocation.future.set_result(message[2:])
+                invocation.future.set_result(message[1:])
             self._dispatch()
         elif kind == workers.CALL:
             self._call(worker, message[1], message[2])

@@ -10,11 +10,11 @@ and its metric sink in one ``backend.runtime.configure`` call (nothing goes thro
 environment), then it ``serve``s invocations one at a time on the socket pair it shares with the
 gateway. Each message is a 4-byte length and a pickle:
 
-- gateway to worker: ``(INVOKE, number, handler reference, event, context)``, and
+- gateway to worker: ``(INVOKE, handler reference, event, context)``, and
   ``(REPLY, value)`` answering the worker's last ``CALL``;
-- worker to gateway: ``(READY, pid)`` or ``(FAILED, why)`` once, ``(ANSWER, number, result,
-  exception or None, metric points)`` per invocation, and ``(CALL, operation, argument)`` when
-  a handler uses the management API.
+- worker to gateway: ``(READY, pid)`` or ``(FAILED, why)`` once, ``(ANSWER, result, exception
+  or None, metric points)`` per invocation, in the order the invocations came, and ``(CALL,
+  operation, argument)`` when a handler uses the management API.
 
 A fan-out is one ``CALL``: the handler's poster (``ChannelPoster``) hands the gateway every
 (connection, frame) of it in one message and gets every post's status back in one reply, so a
@@ -242,10 +242,10 @@ def serve(sock: socket.socket, setup: WorkerSetup) -> None:
             return
         channel.send((READY, os.getpid()))
         while (request := channel.next_invocation()) is not None:
-            _, number, reference, event, context = request
+            _, reference, event, context = request
             result, failure, points = invoke(reference, event, context)
             try:
-                answer = encode((ANSWER, number, result, failure, points))
+                answer = encode((ANSWER, result, failure, points))
             except Exception as unpicklable:  # a result the gateway could not receive
-                answer = encode((ANSWER, number, None, _portable(unpicklable), points))
+                answer = encode((ANSWER, None, _portable(unpicklable), points))
             sock.sendall(answer)
