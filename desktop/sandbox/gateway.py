@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 from aiohttp import web
+from botocore.credentials import Credentials
 
 from desktop.sandbox import (
     connections,
@@ -147,6 +148,7 @@ class Sandbox:
         self.redis_description: str | None = None
         self.admin_key: str | None = None
         self.admin_key_location: str | None = None
+        self._management_credentials: Credentials | None = None
         self._redactor: redaction.Redactor | None = None
         self._redis: redis_server.RedisService | None = None
         self._workers: WorkerPool | None = None
@@ -214,14 +216,11 @@ class Sandbox:
     @property
     def management_credentials(self):
         """The keys ``@connections`` requests must be signed with (SigV4), as IAM would want an
-        identity allowed ``execute-api:ManageConnections``; derived from the admin key, so the
-        user's own processes have them and no one else."""
-        from botocore.credentials import Credentials
-
-        if self.admin_key is None:
+        identity allowed ``execute-api:ManageConnections``; derived from the admin key once it
+        is known (at start), so the user's own processes have them and no one else."""
+        if self._management_credentials is None:
             raise SandboxError("The sandbox has not started: it has no management keys yet.")
-        derived = hmac.new(self.admin_key.encode(), b"management-api", "sha256").hexdigest()
-        return Credentials("SANDBOXMANAGEMENT", derived)
+        return self._management_credentials
 
     def _base(self, scheme: str) -> str:
         return f"{scheme}://{_url_host(self.config.host)}:{self.port}"
@@ -313,6 +312,8 @@ class Sandbox:
             else:
                 key = secret.load_admin_key()
                 self.admin_key, self.admin_key_location = key.value, key.location
+            derived = hmac.new(self.admin_key.encode(), b"management-api", "sha256").hexdigest()
+            self._management_credentials = Credentials("SANDBOXMANAGEMENT", derived)
             self._redactor = redaction.install(
                 [self.token_secret, self.admin_key, self.management_credentials.secret_key]
             )
