@@ -20,6 +20,19 @@ from tests.sandbox.conftest import SECRET, ClassroomSocket
 from tests.sandbox.test_workers import wait_for_workers
 
 
+def first_message(sandbox: Sandbox, room: str) -> tuple[ClassroomSocket, ClassroomSocket]:
+    """A teacher and a student join ``room``, which is empty, and the student's first message
+    reaches the teacher with the seq right after the room's floor; returns them, still open."""
+    teacher = ClassroomSocket(sandbox, room, "teacher-1", "teacher")
+    student = ClassroomSocket(sandbox, room, "student-1")
+    assert teacher.receive_event("join")["userId"] == "student-1"
+    empty = student.request({"action": "sync"}, "history")
+    ack = student.request({"action": "send", "type": "chat.message", "id": "m"}, "ack")
+    assert empty["messages"] == [] and ack["seq"] == empty["latest"] + 1
+    assert teacher.receive_event("message")["id"] == "m"
+    return teacher, student
+
+
 @pytest.fixture
 def config_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("CLASSROOM_CONSOLE_CONFIG_DIR", str(tmp_path / "config"))
@@ -91,13 +104,7 @@ def test_without_redis_server_it_runs_on_fakeredis(monkeypatch):
     sandbox.start()
     try:
         assert sandbox.redis_description.startswith("embedded Redis (fakeredis")
-        teacher = ClassroomSocket(sandbox, "demo", "teacher-1", "teacher")
-        student = ClassroomSocket(sandbox, "demo", "student-1")
-        assert teacher.receive_event("join")["userId"] == "student-1"
-        empty = student.request({"action": "sync"}, "history")
-        ack = student.request({"action": "send", "type": "chat.message", "id": "m"}, "ack")
-        assert empty["messages"] == [] and ack["seq"] == empty["latest"] + 1
-        assert teacher.receive_event("message")["id"] == "m"
+        teacher, student = first_message(sandbox, "demo")
         student.close()
         assert teacher.receive_event("leave")["userId"] == "student-1"
         teacher.close()
@@ -159,13 +166,7 @@ def test_a_running_sandbox_leaves_the_consoles_aws_identity_alone(redis_server, 
     try:
         assert "AWS_ACCESS_KEY_ID" not in os.environ
         assert "AWS_DEFAULT_REGION" not in os.environ
-        teacher = ClassroomSocket(sandbox, "keys-room", "teacher-1", "teacher")
-        student = ClassroomSocket(sandbox, "keys-room", "student-1")
-        teacher.receive_event("join")
-        empty = student.request({"action": "sync"}, "history")
-        ack = student.request({"action": "send", "type": "chat.message", "id": "m"}, "ack")
-        assert empty["messages"] == [] and ack["seq"] == empty["latest"] + 1
-        assert teacher.receive_event("message")["id"] == "m"
+        teacher, student = first_message(sandbox, "keys-room")
         teacher.close()
         student.close()
     finally:
@@ -183,15 +184,8 @@ def test_two_sandboxes_run_in_one_process_each_on_its_own_redis(redis_server):
             assert first.port != second.port and first.running and second.running
             assert dict(os.environ) == before
             for sandbox in (first, second):
-                teacher = ClassroomSocket(sandbox, "twins", "teacher-1", "teacher")
-                student = ClassroomSocket(sandbox, "twins", "student-1")
-                teacher.receive_event("join")
-                # Each has its own Redis, so each room starts empty, its first seq right after
-                # its floor.
-                empty = student.request({"action": "sync"}, "history")
-                ack = student.request({"action": "send", "type": "chat.message", "id": "m"}, "ack")
-                assert empty["messages"] == [] and ack["seq"] == empty["latest"] + 1
-                assert teacher.receive_event("message")["id"] == "m"
+                # Each has its own Redis, so each room starts empty.
+                teacher, student = first_message(sandbox, "twins")
                 teacher.close()
                 student.close()
         finally:
