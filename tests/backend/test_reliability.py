@@ -11,10 +11,14 @@ import pytest
 import redis
 
 from backend import runtime
-from backend.handlers import messages
 from backend.registry import room_keys
-from tests.backend.conftest import LambdaContext, load_event
-from tests.backend.test_handlers import ROOM, frame, join, leave
+from tests.backend.test_handlers import (
+    ROOM,
+    frame,
+    join,
+    leave,
+    message_event,
+)
 from tests.conftest import start_redis
 from tests.waiting import eventually
 
@@ -24,12 +28,7 @@ MESSAGE = {"action": "send", "type": "chat.message", "data": "hi", "id": "m1"}
 def contextless(connection_id: str, body: dict, route: str = "send", authorizer=None) -> dict:
     """A message event as AWS's published captures show it from an API without an authorizer:
     no ``requestContext.authorizer`` at all (or the partial one given)."""
-    event = load_event("message", connectionId=connection_id, routeKey=route, body=json.dumps(body))
-    if authorizer is None:
-        del event["requestContext"]["authorizer"]
-    else:
-        event["requestContext"]["authorizer"] = authorizer
-    return messages.handler(event, LambdaContext())
+    return message_event(connection_id, body, route, authorizer)
 
 
 @pytest.fixture
