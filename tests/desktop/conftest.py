@@ -4,11 +4,21 @@ console's own sandbox (closed after each test)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from desktop import messages, workers
 from tests.desktop.members import Member
+
+
+@pytest.fixture(autouse=True)
+def config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The console's own files (sandbox secret and admin key, outputs, logs) in a temporary
+    folder of each test's own."""
+    folder = tmp_path / "config"
+    monkeypatch.setenv("CLASSROOM_CONSOLE_CONFIG_DIR", str(folder))
+    return folder
 
 
 @pytest.fixture

@@ -17,14 +17,6 @@ from desktop.workers.sandbox import Phase
 from tests.desktop.services.deploy_support import TEMPLATES, copy_backend
 
 
-@pytest.fixture(autouse=True)
-def config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The console's own files (sandbox secret, outputs, logs) in a temporary folder."""
-    folder = tmp_path / "config"
-    monkeypatch.setenv("CLASSROOM_CONSOLE_CONFIG_DIR", str(folder))
-    return folder
-
-
 @pytest.fixture
 def settings_path(tmp_path: Path) -> Path:
     return tmp_path / "console.ini"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-from pathlib import Path
 
 import pytest
 
@@ -13,14 +12,6 @@ from desktop.sandbox.loopback import free_port
 from desktop.workers.sandbox import Phase, SandboxSupervisor, stop_question
 
 START_TIMEOUT = 30_000
-
-
-@pytest.fixture(autouse=True)
-def config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The sandbox's token secret in a temporary folder."""
-    folder = tmp_path / "config"
-    monkeypatch.setenv("CLASSROOM_CONSOLE_CONFIG_DIR", str(folder))
-    return folder
 
 
 @pytest.fixture
