@@ -321,12 +321,12 @@ class WebSocketEndpoint:
     async def _route(self, connection: Connection, body: str) -> None:
         """One text frame through its route's integration; a failure earns API Gateway's frame."""
         route, frame_id = route_key(body)
+        if not self.throttle.allow(route):  # refused before any event is built, as in AWS
+            self.board.gateway(metrics.CLIENT_ERROR)
+            await self._answer(connection, events.gateway_id(), THROTTLED, frame_id)
+            return
         event = events.message_event(connection.handshake, connection.authorizer, route, body)
         request_id = event["requestContext"]["requestId"]
-        if not self.throttle.allow(route):
-            self.board.gateway(metrics.CLIENT_ERROR)
-            await self._answer(connection, request_id, THROTTLED, frame_id)
-            return
         outcome, _ = await self.invoker.integrate("messages", event)
         if outcome.throttled:
             await self._answer(connection, request_id, THROTTLED, frame_id)
