@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from desktop import messages, workers
-from tests.desktop.members import Member
+from tests.sandbox.conftest import ClassroomSocket
 
 
 @pytest.fixture(autouse=True)
@@ -40,12 +40,12 @@ def posted(qtbot, request: pytest.FixtureRequest) -> Iterator[list[messages.Mess
 
 
 @pytest.fixture
-def join() -> Iterator[Callable[..., Member]]:
+def join() -> Iterator[Callable[..., ClassroomSocket]]:
     """``join(supervisor, room, sub)`` connects a member to the sandbox the console started."""
-    opened: list[Member] = []
+    opened: list[ClassroomSocket] = []
 
-    def join_(supervisor, room: str, sub: str, role: str = "student") -> Member:
-        member = Member(supervisor._sandbox, room, sub, role)
+    def join_(supervisor, room: str, sub: str, role: str = "student") -> ClassroomSocket:
+        member = ClassroomSocket(supervisor._sandbox, room, sub, role)
         opened.append(member)
         return member
 

@@ -95,7 +95,7 @@ class ClassroomSocket:
         self.sub = sub
         self.role = role
         self.room = room
-        token = mint(sub, role, [room])
+        token = mint(sub, role, [room], secret=sandbox.token_secret)  # whoever started it
         self.ws = websocket.create_connection(
             f"{sandbox.websocket_url}?room={room}&token={token}",
             timeout=RECEIVE_TIMEOUT,
@@ -118,6 +118,14 @@ class ClassroomSocket:
         """The next frame, which must be ``event``."""
         frame = self.receive(timeout)
         assert frame.get("event") == event, frame
+        return frame
+
+    def ping(self) -> dict:
+        """A round trip through the handlers: the ``pong``, past whatever came before it
+        (``join`` of later members, say)."""
+        self.send({"action": "ping"})
+        while (frame := self.receive()).get("event") != "pong":
+            pass
         return frame
 
     def request(self, frame: dict, answer: str) -> dict:

@@ -175,7 +175,7 @@ def test_stop_under_connected_members_asks_first(qtbot, open_window, redis_serve
     assert "2 connected members will be disconnected." in box.text()
     answer(qtbot, window, "Stop sandbox")
     assert window.supervisor.state.phase is Phase.STOPPING
-    assert [member.wait_closed() for member in members[1:]] == [1001, 1001]
+    assert [member.wait_closed()[0] for member in members[1:]] == [1001, 1001]
     wait_phase(qtbot, window, Phase.STOPPED)
 
 
@@ -200,7 +200,7 @@ def test_restart_under_a_connected_member_asks_first(
     window.supervisor.state_changed.connect(lambda state: phases.append(state.phase))
     panel.restart_button.click()
     answer(qtbot, window, "Restart sandbox")
-    assert member.wait_closed() == 1001
+    assert member.wait_closed()[0] == 1001
     qtbot.waitUntil(lambda: phases[-1:] == [Phase.RUNNING], timeout=START_TIMEOUT)
     assert phases == [Phase.STOPPING, Phase.STOPPED, Phase.STARTING, Phase.RUNNING]
     assert window.supervisor.connection_count == 0
