@@ -14,7 +14,7 @@ from dataclasses import asdict
 
 from backend import classroom, tokens
 from backend.poster import Gone, Poster, PostError
-from backend.registry import Registry
+from backend.registry import Registry, now_ms
 
 MAX_PAGE = 500
 MAX_CHECKED = 500
@@ -75,7 +75,12 @@ def rooms(registry: Registry, request: dict) -> dict:
 
 def members(registry: Registry, request: dict) -> dict:
     room = _room(request)
-    return {"room": room, "members": [asdict(m) for m in registry.members(room)]}
+    found = registry.members(room)
+    seen = registry.last_seen(room) if found else {}
+    return {
+        "room": room,
+        "members": [asdict(m) | {"lastSeen": seen.get(m.connectionId)} for m in found],
+    }
 
 
 def user_rooms(registry: Registry, request: dict) -> dict:
@@ -101,7 +106,23 @@ def history(registry: Registry, request: dict) -> dict:
     }
 
 
+def _staff(request: dict) -> str:
+    """Who asks for a change, for the audit log: the console sends its user's identity (the
+    IAM ARN in AWS; the sandbox writes its operator over whatever was sent)."""
+    staff = request.get("staff")
+    if not isinstance(staff, str) or not staff.strip() or len(staff) > 256:
+        raise AdminError(
+            "invalid", "staff (the identity of whoever asks for the change) is required"
+        )
+    return staff
+
+
+def _audit(registry: Registry, staff: str, action: str, room: str, **details) -> None:
+    registry.audit({"staff": staff, "action": action, "room": room, "ts": now_ms(), **details})
+
+
 def kick(registry: Registry, poster: Poster, request: dict) -> dict:
+    staff = _staff(request)
     connection_id = request.get("connectionId")
     if not isinstance(connection_id, str) or not connection_id:
         raise AdminError("invalid", "connectionId is required")
@@ -117,7 +138,17 @@ def kick(registry: Registry, poster: Poster, request: dict) -> dict:
     record = registry.room_of(connection_id)
     if record:
         classroom.disconnect(registry, poster, connection_id, room=record["room"])
-    return {"connectionId": connection_id, "kicked": closed or bool(record)}
+    kicked = closed or bool(record)
+    _audit(
+        registry,
+        staff,
+        "disconnect",
+        record.get("room", "") if record else "",
+        connectionId=connection_id,
+        userId=record.get("userId", "") if record else "",
+        outcome="disconnected" if kicked else "already gone",
+    )
+    return {"connectionId": connection_id, "kicked": kicked}
 
 
 def check_connections(registry: Registry, poster: Poster, request: dict) -> dict:
@@ -130,6 +161,7 @@ def check_connections(registry: Registry, poster: Poster, request: dict) -> dict
     prune = request.get("prune", False)
     if not isinstance(prune, bool):
         raise AdminError("invalid", "prune must be true or false")
+    staff = _staff(request) if prune else ""
     registered = registry.members(room)
     checked = registered[:MAX_CHECKED]
     ghosts, failures = [], []
@@ -162,11 +194,20 @@ def check_connections(registry: Registry, poster: Poster, request: dict) -> dict
         answer["pruned"] = [
             m.connectionId for m in classroom.remove_gone(registry, poster, room, gone)
         ]
+        _audit(
+            registry,
+            staff,
+            "prune",
+            room,
+            connectionIds=answer["pruned"],
+            outcome=f"{len(answer['pruned'])} of {len(ghosts)} ghosts pruned",
+        )
     return answer
 
 
 def close_room(registry: Registry, poster: Poster, request: dict) -> dict:
     room = _room(request)
+    staff = _staff(request)
     closed = 0
     for member in registry.members(room):
         try:
@@ -176,6 +217,7 @@ def close_room(registry: Registry, poster: Poster, request: dict) -> dict:
             pass
         registry.leave(room, member.connectionId)
     registry.forget_room(room)
+    _audit(registry, staff, "close_room", room, outcome=f"{closed} connections closed")
     return {"room": room, "closed": closed}
 
 

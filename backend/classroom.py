@@ -28,6 +28,7 @@ class Caller:
     connected_at: int = 0
     source_ip: str = ""
     user_agent: str = ""
+    name: str = ""
 
     @property
     def hidden(self) -> bool:
@@ -47,6 +48,7 @@ class Caller:
             sourceIp=self.source_ip,
             userAgent=self.user_agent,
             hidden=self.hidden,
+            name=self.name,
         )
 
 
@@ -163,6 +165,7 @@ def connect(
         sourceIp=source_ip,
         userAgent=user_agent,
         hidden=caller.hidden,
+        name=caller.name,
     )
     others = registry.join(caller.room, member)
     if caller.hidden:
@@ -251,6 +254,7 @@ def handle_frame(
             registry.audit(
                 {
                     "staff": caller.user_id,
+                    "action": "inject",
                     "connectionId": caller.connection_id,
                     "room": caller.room,
                     "seq": seq,

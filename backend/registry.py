@@ -98,9 +98,20 @@ class Member:
     sourceIp: str = ""
     userAgent: str = ""
     hidden: bool = False
+    name: str = ""  # the token's display name, if it had one
+
+    @classmethod
+    def from_json(cls, text: str) -> Member:
+        """A stored member record; fields a later version added are ignored, so a rolling
+        deploy's older functions still read what newer ones wrote."""
+        record = json.loads(text)
+        return cls(**{k: v for k, v in record.items() if k in _MEMBER_FIELDS})
 
     def presence(self) -> dict:
         return {"userId": self.userId, "role": self.role, "connectedAt": self.connectedAt}
+
+
+_MEMBER_FIELDS = frozenset(Member.__dataclass_fields__)
 
 
 @dataclass(frozen=True)
@@ -230,7 +241,7 @@ class Registry:
         """Removes a connection; returns the member it was (None if already gone) and who is left."""
         now = now_ms() if now is None else now
         info, members = self._leave(keys=room_keys(room), args=[now, connection_id])
-        member = Member(**json.loads(info)) if info else None
+        member = Member.from_json(info) if info else None
         left = _text(members)
         if member is None:
             self.client.delete(connection_key(connection_id))
@@ -249,7 +260,7 @@ class Registry:
         now = now_ms() if now is None else now
         oldest = now - self.gone_grace_seconds * 1000
         records, left = self._prune_gone(keys=room_keys(room), args=[now, oldest, *connection_ids])
-        removed = [Member(**json.loads(record)) for record in _text(records)]
+        removed = [Member.from_json(record) for record in _text(records)]
         self._forget_records(room, removed, room_empty=int(left) == 0)
         return removed
 
@@ -328,8 +339,15 @@ class Registry:
 
     def members(self, room: str) -> list[Member]:
         records = self._members(keys=room_keys(room), args=[now_ms()])
-        members = [Member(**json.loads(r)) for r in _text(records) if r]
+        members = [Member.from_json(r) for r in _text(records) if r]
         return sorted(members, key=lambda m: (m.connectedAt, m.connectionId))
+
+    def last_seen(self, room: str) -> dict[str, int]:
+        """When each registered connection was last heard from (epoch ms): every frame sets a
+        registration's expiry to then plus the connection TTL, so it is read back from there."""
+        entries = self.client.zrange(room_keys(room)[0], 0, -1, withscores=True)
+        ttl = self.connection_ttl * 1000
+        return {_str(c): int(expiry) - ttl for c, expiry in entries}
 
     def latest_seq(self, room: str) -> int:
         return int(self.client.get(room_keys(room)[3]) or 0)
@@ -370,7 +388,7 @@ class Registry:
         for n, name in enumerate(names):
             live, info, seq, activity, this_minute, last_minute = answers[3 + 6 * n : 9 + 6 * n]
             records = _text_dict(info)
-            found = [Member(**json.loads(records[c])) for c in _text(live) if c in records]
+            found = [Member.from_json(records[c]) for c in _text(live) if c in records]
             if not found:
                 empty.append(name)
                 continue

@@ -16,6 +16,7 @@ def caller(event: dict) -> Caller:
         user_id=str(authorizer.get("userId", "")),
         role=str(authorizer.get("role", "")),
         room=str(authorizer.get("room", "")),
+        name=str(authorizer.get("name", "")),
         connected_at=int(context.get("connectedAt") or 0),
         source_ip=str(identity.get("sourceIp") or ""),
         user_agent=str(identity.get("userAgent") or ""),

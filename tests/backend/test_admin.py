@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from backend import tokens
@@ -11,8 +13,15 @@ from tests.backend.conftest import SECRET, LambdaContext
 from tests.backend.test_handlers import floor, frame, join, leave
 
 
+STAFF = "arn:aws:iam::123456789012:user/ana"
+
+
 def ask(**request) -> dict:
     return admin.handler(request, LambdaContext(function_name="classroom-admin"))
+
+
+def audited(action: str) -> list[dict]:
+    return [e for e in ask(op="audit")["entries"] if e.get("action") == action]
 
 
 @pytest.fixture
@@ -88,6 +97,12 @@ def test_members_have_their_details(school):
     assert by_id["X1"]["hidden"] is True and by_id["X1"]["role"] == "support"
     assert by_id["S1"]["sourceIp"] == "203.0.113.7"
     assert by_id["S1"]["userAgent"] == "Mozilla/5.0 (Whiteboard)"
+    # Every frame refreshes a registration, so its last-seen time moves with the member's.
+    before = by_id["S1"]["lastSeen"]
+    assert before >= by_id["S1"]["connectedAt"] - 1000
+    frame("S1", "student-1", {"action": "ping"})
+    after = {m["connectionId"]: m for m in ask(op="members", room="physics-101")["members"]}
+    assert after["S1"]["lastSeen"] >= before and after["T1"]["lastSeen"] == by_id["T1"]["lastSeen"]
 
 
 def test_history_since_a_seq(school):
@@ -100,8 +115,11 @@ def test_history_since_a_seq(school):
 
 
 def test_kick_closes_the_connection_and_tells_the_room(school):
-    answer = ask(op="kick", connectionId="S1")
+    answer = ask(op="kick", connectionId="S1", staff=STAFF)
     assert answer == {"ok": True, "connectionId": "S1", "kicked": True}
+    (entry,) = audited("disconnect")
+    assert (entry["staff"], entry["room"], entry["connectionId"]) == (STAFF, "physics-101", "S1")
+    assert (entry["userId"], entry["outcome"]) == ("student-1", "disconnected")
     assert school.deleted == ["S1"]
     assert [f["event"] for f in school.frames("T1")] == ["leave"]
     assert {m["connectionId"] for m in ask(op="members", room="physics-101")["members"]} == {
@@ -112,12 +130,16 @@ def test_kick_closes_the_connection_and_tells_the_room(school):
 
 def test_kick_of_an_unknown_connection(school):
     school.gone.add("nobody")
-    assert ask(op="kick", connectionId="nobody")["kicked"] is False
+    assert ask(op="kick", connectionId="nobody", staff=STAFF)["kicked"] is False
+    assert audited("disconnect")[0]["outcome"] == "already gone"
 
 
 def test_close_room_closes_everyone(school):
-    answer = ask(op="close_room", room="chemistry-2")
+    answer = ask(op="close_room", room="chemistry-2", staff=STAFF)
     assert answer["closed"] == 3
+    (entry,) = audited("close_room")
+    assert (entry["staff"], entry["room"]) == (STAFF, "chemistry-2")
+    assert entry["outcome"] == "3 connections closed"
     assert sorted(school.deleted) == ["C0", "C1", "C2"]
     assert ask(op="members", room="chemistry-2")["members"] == []
     assert "chemistry-2" not in {r["room"] for r in ask(op="rooms")["rooms"]}
@@ -154,6 +176,10 @@ def test_audit_lists_support_injections(school):
         ({"op": "rooms", "limit": 0}, "invalid"),
         ({"op": "rooms", "cursor": "abc"}, "invalid"),
         ({"op": "kick"}, "invalid"),
+        ({"op": "kick", "connectionId": "S1"}, "invalid"),
+        ({"op": "close_room", "room": "physics-101"}, "invalid"),
+        ({"op": "check_connections", "room": "physics-101", "prune": True}, "invalid"),
+        ({"op": "kick", "connectionId": "S1", "staff": "x" * 257}, "invalid"),
         ({"op": "support_token"}, "invalid"),
         ({"op": "support_token", "staff": "a", "ttl": 86400}, "invalid"),
         ({"op": "members", "room": "r1\n"}, "invalid"),
@@ -249,7 +275,7 @@ def test_check_connections_finds_ghosts_and_leaves_them_unless_asked(school):
 
 def test_check_connections_prunes_exactly_the_ghosts_and_tells_the_room(school, redis_client):
     school.gone.update({"S1", "X1"})
-    answer = ask(op="check_connections", room="physics-101", prune=True)
+    answer = ask(op="check_connections", room="physics-101", prune=True, staff=STAFF)
     assert sorted(answer["pruned"]) == ["S1", "X1"]
     assert [m["connectionId"] for m in ask(op="members", room="physics-101")["members"]] == ["T1"]
     # The student left without its $disconnect, so the room hears it; support stays hidden.
@@ -258,12 +284,14 @@ def test_check_connections_prunes_exactly_the_ghosts_and_tells_the_room(school, 
     assert not redis_client.exists("conn:{S1}")
     assert user_rooms("student-1") == {}
     assert ask(op="check_connections", room="physics-101")["ghosts"] == []
+    (entry,) = audited("prune")
+    assert entry["staff"] == STAFF and sorted(json.loads(entry["connectionIds"])) == ["S1", "X1"]
 
 
 def test_check_connections_reports_other_failures_per_connection(school):
     school.fail.add("T1")
     school.gone.add("S1")
-    answer = ask(op="check_connections", room="physics-101", prune=True)
+    answer = ask(op="check_connections", room="physics-101", prune=True, staff=STAFF)
     assert [f["connectionId"] for f in answer["failures"]] == ["T1"]
     assert answer["failures"][0]["error"]
     assert answer["pruned"] == ["S1"]
@@ -286,3 +314,24 @@ def test_check_connections_is_capped(school, monkeypatch):
 def test_check_connections_needs_a_room(backend_env, request_):
     answer = ask(op="check_connections", **request_)
     assert answer["ok"] is False and answer["error"] == "invalid"
+
+
+def test_members_carry_the_display_name_of_their_token(backend_env, management):
+    from backend.handlers import connect
+    from tests.backend.conftest import load_event
+    from tests.backend.test_handlers import context_for
+
+    authorizer = context_for("T9", "teacher-9", "teacher", "art-1") | {"name": "Ms Lee"}
+    connect.handler(load_event("connect", connectionId="T9", authorizer=authorizer), LambdaContext())
+    join("S9", "student-9", room="art-1")
+    names = {m["userId"]: m["name"] for m in ask(op="members", room="art-1")["members"]}
+    assert names == {"teacher-9": "Ms Lee", "student-9": ""}
+
+
+def test_a_member_record_from_a_later_version_still_reads(backend_env, redis_client):
+    join("S8", "student-8", room="music-1")
+    info = room_keys("music-1")[1]
+    record = json.loads(redis_client.hget(info, "S8")) | {"pronouns": "she/her"}
+    redis_client.hset(info, "S8", json.dumps(record))
+    (member,) = ask(op="members", room="music-1")["members"]
+    assert member["userId"] == "student-8" and "pronouns" not in member

@@ -91,6 +91,7 @@ def test_connect_registers_the_connection_details(backend_env, redis_client):
         "sourceIp": "203.0.113.7",
         "userAgent": "Mozilla/5.0 (Whiteboard)",
         "hidden": False,
+        "name": "",
     }
     assert 0 < redis_client.ttl("conn:{S1}") <= 7200
 

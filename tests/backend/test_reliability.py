@@ -120,6 +120,7 @@ def test_after_lost_data_each_frame_registers_its_connection_again(physics, redi
         "sourceIp": "203.0.113.7",
         "userAgent": "Mozilla/5.0 (Whiteboard)",
         "hidden": False,
+        "name": "",
     }
     assert redis_client.hgetall("conn:{S1}") == {
         "room": ROOM,
