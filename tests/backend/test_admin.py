@@ -12,7 +12,6 @@ from backend.registry import room_keys
 from tests.backend.conftest import SECRET, LambdaContext
 from tests.backend.test_handlers import floor, frame, join, leave
 
-
 STAFF = "arn:aws:iam::123456789012:user/ana"
 
 
@@ -322,7 +321,9 @@ def test_members_carry_the_display_name_of_their_token(backend_env, management):
     from tests.backend.test_handlers import context_for
 
     authorizer = context_for("T9", "teacher-9", "teacher", "art-1") | {"name": "Ms Lee"}
-    connect.handler(load_event("connect", connectionId="T9", authorizer=authorizer), LambdaContext())
+    connect.handler(
+        load_event("connect", connectionId="T9", authorizer=authorizer), LambdaContext()
+    )
     join("S9", "student-9", room="art-1")
     names = {m["userId"]: m["name"] for m in ask(op="members", room="art-1")["members"]}
     assert names == {"teacher-9": "Ms Lee", "student-9": ""}
