@@ -7,7 +7,7 @@ fast rows arrive.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from datetime import datetime
 from enum import IntEnum
 from typing import Any, ClassVar, Generic, TypeVar
@@ -17,6 +17,19 @@ from PySide6.QtGui import QColor, QGuiApplication
 
 Row = TypeVar("Row")
 Index = QModelIndex | QPersistentModelIndex
+# Past this many separate runs of removed rows, a merge is cheaper as a reset.
+MAX_REMOVED_BLOCKS = 32
+
+
+def _blocks(numbers: list[int]) -> list[tuple[int, int]]:
+    """Ascending numbers as runs of consecutive ones: [1, 2, 3, 7] -> [(1, 3), (7, 7)]."""
+    runs: list[tuple[int, int]] = []
+    for number in numbers:
+        if runs and runs[-1][1] == number - 1:
+            runs[-1] = (runs[-1][0], number)
+        else:
+            runs.append((number, number))
+    return runs
 
 
 class RowTableModel(QAbstractTableModel, Generic[Row]):
@@ -62,6 +75,43 @@ class RowTableModel(QAbstractTableModel, Generic[Row]):
 
     def clear(self) -> None:
         self.set_rows([])
+
+    def merge_rows(self, rows: Iterable[Row], key: Callable[[Row], Hashable]) -> None:
+        """Show ``rows`` (in their order) in place of the current ones, row identity by ``key``.
+
+        Rows that stay keep their selection and the view its scroll position: rows that went
+        are removed and new ones inserted at the end, the order then changes as one layout
+        change and the values as one ``dataChanged``. A change that scatters many removals
+        (a new filter) is one reset instead.
+        """
+        rows = list(rows)
+        wanted = {key(row): n for n, row in enumerate(rows)}
+        gone = [n for n, row in enumerate(self._rows) if key(row) not in wanted]
+        blocks = _blocks(gone)
+        if len(blocks) > MAX_REMOVED_BLOCKS or not self._rows:
+            self.set_rows(rows)
+            return
+        for first, last in reversed(blocks):
+            self.beginRemoveRows(QModelIndex(), first, last)
+            del self._rows[first : last + 1]
+            self.endRemoveRows()
+        kept = {key(row) for row in self._rows}
+        self.append_rows(row for row in rows if key(row) not in kept)
+        order = [wanted[key(row)] for row in self._rows]
+        if order != sorted(order):
+            self.layoutAboutToBeChanged.emit()
+            moved = self.persistentIndexList()
+            self.changePersistentIndexList(
+                moved,
+                [self.index(order[index.row()], index.column()) for index in moved],
+            )
+            self._rows = rows
+            self.layoutChanged.emit()
+        else:
+            self._rows = rows
+        if self._rows:
+            last = self.index(len(self._rows) - 1, len(self.columns) - 1)
+            self.dataChanged.emit(self.index(0, 0), last)
 
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008 - Qt's signature
         return 0 if parent.isValid() else len(self._rows)

@@ -11,7 +11,17 @@ from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QIcon, QPainter, QPainterPath, QPalette, QPen, QPixmap
 from PySide6.QtWidgets import QWidget
 
-NAMES = ("environments", "classrooms", "metrics", "inspector", "start", "stop", "deploy", "refresh")
+NAMES = (
+    "environments",
+    "classrooms",
+    "metrics",
+    "inspector",
+    "start",
+    "stop",
+    "deploy",
+    "refresh",
+    "lock",
+)
 
 
 def _draw(painter: QPainter, name: str, s: float) -> None:
@@ -65,6 +75,11 @@ def _draw(painter: QPainter, name: str, s: float) -> None:
         )
         painter.drawLine(tip, tip + QPointF(-s * 0.2, -s * 0.02))
         painter.drawLine(tip, tip + QPointF(s * 0.02, s * 0.2))
+    elif name == "lock":  # a padlock: a shackle over a body
+        painter.drawArc(QRectF(s * 0.3, s * 0.12, s * 0.4, s * 0.42), 0, 180 * 16)
+        painter.drawLine(QPointF(s * 0.3, s * 0.33), QPointF(s * 0.3, s * 0.46))
+        painter.drawLine(QPointF(s * 0.7, s * 0.33), QPointF(s * 0.7, s * 0.46))
+        painter.drawRoundedRect(QRectF(s * 0.2, s * 0.46, s * 0.6, s * 0.42), s * 0.06, s * 0.06)
     else:
         raise ValueError(f"no icon called {name!r}")
 

@@ -27,8 +27,11 @@ from desktop import messages
 from desktop.models.base import tone
 from desktop.models.session import Current, Session
 from desktop.models.settings import QSettingsBackend
+from desktop.services import classrooms
 from desktop.services.environments import SANDBOX_NAME, EnvironmentStore
+from desktop.services.errors import ConsoleError
 from desktop.views import icons, theme
+from desktop.views.classrooms import ClassroomsView
 from desktop.views.deploy import (
     DeployView,
     EngineFactory,
@@ -39,6 +42,7 @@ from desktop.views.environments import EnvironmentsView
 from desktop.views.placeholders import SECTIONS, PlaceholderView
 from desktop.views.widgets import ElidedLabel, StateDot
 from desktop.workers import FunctionWorker, start
+from desktop.workers.classrooms import ClassroomsPresenter
 from desktop.workers.sandbox import Phase, SandboxState, SandboxSupervisor
 
 TITLE = "Classroom Console"
@@ -85,8 +89,9 @@ class MainWindow(QMainWindow):
         self.store = EnvironmentStore(QSettingsBackend(settings))
         self.session = Session(self)
         self.supervisor = SandboxSupervisor(port=sandbox_port, redis_url=redis_url, parent=self)
+        self._engine_factory = engine_factory or default_engine_factory
         self.deploy_view = DeployView(
-            engine_factory or default_engine_factory,
+            self._engine_factory,
             deploy_parameters or (lambda environment: dict(environment.parameters)),
         )
         self.environments_view = EnvironmentsView(
@@ -97,9 +102,12 @@ class MainWindow(QMainWindow):
             list_profiles,
             **({"parameter_specs": parameter_specs} if parameter_specs else {}),
         )
+        self.classrooms_presenter = ClassroomsPresenter(self)
+        self.classrooms_view = ClassroomsView(self.classrooms_presenter)
         self.placeholders = {
             key: PlaceholderView(title, purpose, icon)
             for key, (title, purpose, icon) in SECTIONS.items()
+            if key != "classrooms"
         }
         self._autostart = autostart_sandbox
         self._list_profiles = list_profiles
@@ -107,6 +115,7 @@ class MainWindow(QMainWindow):
 
         self.sections = QStackedWidget()
         self.sections.addWidget(self.environments_view)
+        self.sections.addWidget(self.classrooms_view)
         for placeholder in self.placeholders.values():
             self.sections.addWidget(placeholder)
         self.sidebar = QListWidget()
@@ -138,6 +147,8 @@ class MainWindow(QMainWindow):
 
         self.session.changed.connect(self._current_changed)
         self.supervisor.state_changed.connect(self._sandbox_state)
+        self.classrooms_presenter.read_only_changed.connect(self._mode_changed)
+        self._mode_changed(self.classrooms_presenter.read_only)
         self.deploy_view.busy_changed.connect(lambda _busy: self._update_actions())
         messages.bus().posted.connect(self._show_message)
 
@@ -227,6 +238,15 @@ class MainWindow(QMainWindow):
             None,
             "Delete the current environment's stack and everything it owns",
         )
+        self.allow_changes_action = self._action(
+            "Allow Changes",
+            lambda checked: self.classrooms_presenter.set_read_only(not checked),
+            "Ctrl+Shift+U",
+            "lock",
+            "Unlock the actions that change a classroom (disconnect, close, prune); the console "
+            "starts read-only",
+        )
+        self.allow_changes_action.setCheckable(True)
         self.quit_action = self._action("Quit", self.close, "Ctrl+Q", None, "Quit the console")
         self.quit_action.setMenuRole(QAction.MenuRole.QuitRole)
         self.section_actions = []
@@ -254,6 +274,8 @@ class MainWindow(QMainWindow):
         toolbar.addSeparator()
         toolbar.addAction(self.deploy_action)
         toolbar.addAction(self.refresh_action)
+        toolbar.addSeparator()
+        toolbar.addAction(self.allow_changes_action)
         self.addToolBar(toolbar)
         self.toolbar = toolbar
 
@@ -275,6 +297,7 @@ class MainWindow(QMainWindow):
         environment_menu.addAction(self.teardown_action)
         environment_menu.addSeparator()
         environment_menu.addAction(self.refresh_action)
+        environment_menu.addAction(self.allow_changes_action)
 
         view_menu = menus.addMenu("&View")
         for action in self.section_actions:
@@ -302,7 +325,9 @@ class MainWindow(QMainWindow):
         self.message_label = ElidedLabel()
         self.environment_label = StateDot()
         self.environment_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.mode_label = StateDot()
         bar.addWidget(self.message_label, 1)
+        bar.addPermanentWidget(self.mode_label)
         bar.addPermanentWidget(self.environment_label)
         self._message_timer = QTimer(self)
         self._message_timer.setSingleShot(True)
@@ -331,7 +356,10 @@ class MainWindow(QMainWindow):
         self.deploy_view.teardown()
 
     def refresh(self) -> None:
-        self.environments_view.refresh()
+        if self.sections.currentWidget() is self.classrooms_view:
+            self.classrooms_presenter.refresh()
+        else:
+            self.environments_view.refresh()
 
     def set_theme(self, choice: str) -> None:
         theme.apply(QApplication.instance(), choice)
@@ -376,9 +404,56 @@ class MainWindow(QMainWindow):
         for placeholder in self.placeholders.values():
             placeholder.show_current(current)
         self._update_actions()
+        self._classrooms_environment()
 
     def _sandbox_state(self, _state: SandboxState) -> None:
         self._update_actions()
+        self._classrooms_environment()
+
+    def _classrooms_environment(self) -> None:
+        """Point the Classrooms section at the current environment, when that changes."""
+        environment = self.session.environment
+        state = self.supervisor.state
+        if environment.is_sandbox:
+            key = (environment, state.admin_url if state.running else None)
+        else:
+            key = (environment, None)
+        if key == getattr(self, "_classrooms_key", None):
+            return
+        self._classrooms_key = key
+        admin_key = self.supervisor.admin_key
+        if not environment.is_sandbox:
+            try:
+                engine = self._engine_factory(environment)
+            except ConsoleError as error:
+                self.classrooms_presenter.set_service(None, environment.name, str(error))
+                return
+            service = classrooms.for_deployment(engine)
+            self.classrooms_presenter.set_service(service, environment.name)
+        elif state.running and state.admin_url and admin_key:
+            service = classrooms.for_sandbox(state.admin_url, admin_key)
+            self.classrooms_presenter.set_service(service, environment.name)
+        else:
+            self.classrooms_presenter.set_service(
+                None,
+                environment.name,
+                "The local sandbox is not running. Start it from Environments & Deploy (or "
+                "the toolbar), and its classrooms show here.",
+            )
+
+    def _mode_changed(self, read_only: bool) -> None:
+        self.allow_changes_action.setChecked(not read_only)
+        if read_only:
+            self.mode_label.set_state("Read-only", "muted")
+            self.mode_label.setToolTip(
+                "Read-only: nothing in a classroom can be changed. Allow Changes in the toolbar "
+                "unlocks disconnect, close and prune."
+            )
+        else:
+            self.mode_label.set_state("Changes allowed", "warn")
+            self.mode_label.setToolTip(
+                "Changes allowed: disconnect, close and prune are unlocked (each still asks)."
+            )
 
     def _update_actions(self) -> None:
         state = self.supervisor.state

@@ -155,6 +155,12 @@ class SandboxSupervisor(QObject):
         sandbox = self._sandbox
         return sandbox.connection_count if sandbox is not None and self._state.running else 0
 
+    @property
+    def admin_key(self) -> str | None:
+        """The running sandbox's admin key (for its ``/_admin``); never shown or logged."""
+        sandbox = self._sandbox
+        return sandbox.admin_key if sandbox is not None and self._state.running else None
+
     def stop_question(self, *, restart: bool = False) -> StopQuestion | None:
         """What to ask before ``stop()`` (or ``restart()``) now; None to go ahead without asking."""
         return stop_question(self.connection_count, restart=restart)

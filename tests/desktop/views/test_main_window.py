@@ -25,7 +25,8 @@ def test_window_opens_with_its_title_and_sections(open_window) -> None:
         ]
     )
     assert window.sections.currentWidget() is window.environments_view
-    for row in (1, 2, 3):
+    assert window.sections.widget(1) is window.classrooms_view
+    for row in (2, 3):
         page = window.sections.widget(row)
         assert isinstance(page, PlaceholderView)
         assert page.purpose.text().startswith("This section will")
@@ -33,7 +34,10 @@ def test_window_opens_with_its_title_and_sections(open_window) -> None:
     menus = [action.text() for action in window.menuBar().actions()]
     assert menus == ["&File", "&Environment", "&View", "&Help"]
     toolbar = [action.text() for action in window.toolbar.actions() if action.text()]
-    assert toolbar == ["Start sandbox", "Stop sandbox", "Deploy", "Refresh"]
+    assert toolbar == ["Start sandbox", "Stop sandbox", "Deploy", "Refresh", "Allow Changes"]
+    # The console starts read-only, and says so.
+    assert not window.allow_changes_action.isChecked()
+    assert window.mode_label.state == "Read-only"
 
 
 def test_shortcuts_switch_sections_refresh_and_quit(open_window) -> None:
