@@ -191,16 +191,15 @@ def check_connections(registry: Registry, poster: Poster, request: dict) -> dict
     }
     if prune:
         gone = [m.connectionId for m in ghosts]
-        answer["pruned"] = [
-            m.connectionId for m in classroom.remove_gone(registry, poster, room, gone)
-        ]
+        pruned = [m.connectionId for m in classroom.remove_gone(registry, poster, room, gone)]
+        answer["pruned"] = pruned
         _audit(
             registry,
             staff,
             "prune",
             room,
-            connectionIds=answer["pruned"],
-            outcome=f"{len(answer['pruned'])} of {len(ghosts)} ghosts pruned",
+            connectionIds=pruned,
+            outcome=f"{len(pruned)} of {len(ghosts)} ghosts pruned",
         )
     return answer
 
