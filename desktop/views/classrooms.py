@@ -11,7 +11,7 @@ import html
 from collections.abc import Callable
 
 from PySide6.QtCore import QEvent, QItemSelectionModel, QModelIndex, QPoint, Qt
-from PySide6.QtGui import QGuiApplication, QKeySequence, QShortcut
+from PySide6.QtGui import QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -47,9 +47,20 @@ from desktop.workers.classrooms import INTERVALS, ClassroomsPresenter, ListStatu
 INSPECTOR_LATER = "The Inspector section is not built yet; it will open this classroom."
 
 
+class IdTable(QTableView):
+    """A table whose Copy (Ctrl+C, Cmd+C) takes the id of the current cell's row."""
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        if event.matches(QKeySequence.StandardKey.Copy):
+            _copy(self.currentIndex())
+            event.accept()
+            return
+        super().keyPressEvent(event)
+
+
 def table(model, *, stretch: int | None = None) -> QTableView:
     """A sortable, row-selecting table with copy on Ctrl+C and a context menu."""
-    view = QTableView()
+    view = IdTable()
     view.setModel(model)
     # Enabling sorting sorts by the header's indicator: set it to the model's order first.
     view.horizontalHeader().setSortIndicator(model.sort_column, model.sort_order)
@@ -71,7 +82,6 @@ def table(model, *, stretch: int | None = None) -> QTableView:
         header.setStretchLastSection(True)
     view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
     view.customContextMenuRequested.connect(lambda point: _copy_menu(view, point))
-    QShortcut(QKeySequence.StandardKey.Copy, view, lambda: _copy(view.currentIndex()))
     return view
 
 
