@@ -11,10 +11,9 @@ from desktop.sandbox.gateway import Sandbox, SandboxConfig
 from desktop.services import admin
 from desktop.services.aws import AwsTarget
 from desktop.services.errors import AdminError, AwsError, SandboxError
-from tests.desktop.services.lambda_endpoint import LambdaEndpoint, service_error
+from tests.desktop.services.conftest import FUNCTION
+from tests.desktop.services.lambda_endpoint import service_error
 from tests.sandbox.conftest import ADMIN_KEY, SECRET, ClassroomSocket
-
-FUNCTION = "classroom-prod-admin"
 
 
 @pytest.fixture(scope="module")
@@ -65,21 +64,6 @@ def test_the_sandbox_transport_says_what_is_wrong(sandbox):
     with pytest.raises(SandboxError, match=f"not answering at http://127.0.0.1:{closed}/_admin"):
         gone.stats()
     assert ADMIN_KEY not in repr(admin.SandboxTransport(sandbox.admin_url, ADMIN_KEY))
-
-
-@pytest.fixture
-def lambda_endpoint(aws_environment):
-    endpoints: list[LambdaEndpoint] = []
-
-    def start(answer) -> tuple[LambdaEndpoint, admin.AdminClient]:
-        endpoint = LambdaEndpoint(answer)
-        endpoints.append(endpoint)
-        target = AwsTarget(region="eu-west-1", endpoint_url=endpoint.url)
-        return endpoint, admin.AdminClient(admin.LambdaTransport(FUNCTION, target))
-
-    yield start
-    for endpoint in endpoints:
-        endpoint.close()
 
 
 def test_the_lambda_transport_invokes_the_stacks_admin_function(lambda_endpoint):

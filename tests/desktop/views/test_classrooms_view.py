@@ -10,8 +10,8 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from desktop.models.classrooms import COPY_ROLE, ClassroomColumn, MemberColumn
 from backend.registry import Member, Registry
+from desktop.models.classrooms import COPY_ROLE, ClassroomColumn, MemberColumn
 from desktop.workers.sandbox import Phase
 
 WAIT = 20_000
