@@ -50,7 +50,15 @@ from desktop.services.deploy import (
 from desktop.services.environments import Environment
 from desktop.services.errors import ConsoleError, CredentialsError
 from desktop.views.teardown_dialog import TeardownDialog
-from desktop.views.widgets import Banner, CopyField, StateDot, copy_button, heading, note
+from desktop.views.widgets import (
+    Banner,
+    CopyField,
+    ScrollPage,
+    StateDot,
+    copy_button,
+    heading,
+    note,
+)
 from desktop.workers import FunctionWorker, GeneratorWorker, start
 
 log = logging.getLogger(__name__)
@@ -67,14 +75,18 @@ def default_engine_factory(environment: Environment) -> DeployEngine:
     return DeployEngine(target, environment.stack_name or "")
 
 
-def size_columns(table, stretch: int, samples: dict[int, str], padding: int) -> None:
-    """Columns wide enough for a typical value; ``stretch`` takes the rest of the width."""
+def size_columns(
+    table: RowsTable, stretch: int, samples: dict[int, str], padding: int, *, least: str
+) -> None:
+    """Columns wide enough for a typical value; ``stretch`` takes the rest of the width, but
+    never less than ``least`` needs (in a narrow window the table scrolls sideways instead)."""
     header = table.horizontalHeader()
     header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
     header.setSectionResizeMode(stretch, QHeaderView.ResizeMode.Stretch)
     metrics = table.fontMetrics()
     for column, sample in samples.items():
         table.setColumnWidth(column, metrics.horizontalAdvance(sample) + padding)
+    table.keep_stretch_width(stretch, metrics.horizontalAdvance(least) + padding)
 
 
 @dataclass(frozen=True)
@@ -123,13 +135,16 @@ class RowsTable(QTableView):
     """A read-only table as tall as its rows (``min_rows`` to ``max_rows``), then it scrolls.
 
     Its size hint follows the model, so a page gives it the room its rows need and no more;
-    when the page is short it shrinks and scrolls.
+    when the page is short it shrinks to ``least_rows`` and scrolls.
     """
 
-    def __init__(self, model, *, min_rows: int = 3, max_rows: int = 30) -> None:
+    def __init__(
+        self, model, *, min_rows: int = 3, max_rows: int = 30, least_rows: int = 2
+    ) -> None:
         super().__init__()
         self.min_rows = min_rows
         self.max_rows = max_rows
+        self.least_rows = least_rows
         self.setModel(model)
         self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -138,15 +153,47 @@ class RowsTable(QTableView):
         self.verticalHeader().hide()
         self.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
         self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self._stretch: tuple[int, int] | None = None
         for signal in (model.modelReset, model.rowsInserted, model.rowsRemoved):
             signal.connect(self.updateGeometry)
 
+    def keep_stretch_width(self, column: int, width: int) -> None:
+        """``column`` stretches over the table's free width while that is ``width`` or more;
+        below, it keeps ``width`` and the table scrolls sideways."""
+        self._stretch = (column, width)
+        self._fit_stretch()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        self._fit_stretch()
+
+    def _fit_stretch(self) -> None:
+        if self._stretch is None:
+            return
+        column, width = self._stretch
+        header = self.horizontalHeader()
+        others = sum(
+            header.sectionSize(other)
+            for other in range(header.count())
+            if other != column and not header.isSectionHidden(other)
+        )
+        fits = self.viewport().width() - others >= width
+        mode = QHeaderView.ResizeMode.Stretch if fits else QHeaderView.ResizeMode.Interactive
+        if header.sectionResizeMode(column) != mode:
+            header.setSectionResizeMode(column, mode)
+            self.updateGeometry()  # a sideways scroll bar takes height
+        if not fits:
+            header.resizeSection(column, width)
+
     def _height(self, rows: int) -> int:
+        header = self.horizontalHeader()
+        sideways = header.length() > self.viewport().width()  # in a narrow window
         return (
-            self.horizontalHeader().sizeHint().height()
+            header.sizeHint().height()
             + rows * self.verticalHeader().defaultSectionSize()
             + 2 * self.frameWidth()
             + 2
+            + (self.horizontalScrollBar().sizeHint().height() if sideways else 0)
         )
 
     def sizeHint(self) -> QSize:  # noqa: N802 - Qt's name
@@ -154,7 +201,7 @@ class RowsTable(QTableView):
         return QSize(super().sizeHint().width(), self._height(rows))
 
     def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt's name
-        rows = min(self.model().rowCount(), self.min_rows, 2) or 1
+        rows = min(self.model().rowCount(), self.min_rows, self.least_rows) or 1
         return QSize(super().minimumSizeHint().width(), self._height(rows))
 
 
@@ -236,6 +283,7 @@ class DeployView(QWidget):
 
         # Header: which environment, and a way to change it.
         self.title = heading("")
+        self.title.setWordWrap(True)  # a long name wraps (at its hyphens) in a narrow window
         self.summary = note()
         self.edit_button = QPushButton("Edit…")
         self.edit_button.clicked.connect(self.edit_requested)
@@ -290,7 +338,8 @@ class DeployView(QWidget):
 
         # The change set, waiting for a yes.
         self.change_set_note = note()
-        self.change_set_table = RowsTable(self.change_set_model)
+        # The changes are what the user is asked to read: a short page keeps four in view.
+        self.change_set_table = RowsTable(self.change_set_model, min_rows=4, least_rows=4)
         size_columns(
             self.change_set_table,
             ChangeColumn.TYPE,
@@ -300,6 +349,7 @@ class DeployView(QWidget):
                 ChangeColumn.REPLACEMENT: "Conditional",
             },
             padding=32,
+            least="AWS::Lambda::Function",
         )
         self.confirm_button = QPushButton("Deploy")
         self.confirm_button.setDefault(True)
@@ -331,6 +381,7 @@ class DeployView(QWidget):
                 EventColumn.STATUS: "UPDATE_ROLLBACK_COMPLETE",
             },
             padding=16,
+            least="Resource creation Initiated",
         )
         self.events_model.rowsAboutToBeInserted.connect(self._before_events)
         self.events_model.rowsInserted.connect(self._after_events)
@@ -353,7 +404,8 @@ class DeployView(QWidget):
         self.filler = QWidget()
         self.filler.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Expanding)
 
-        layout = QVBoxLayout(self)
+        self.page = ScrollPage()
+        layout = QVBoxLayout(self.page.content)
         layout.setContentsMargins(24, 20, 24, 16)
         layout.setSpacing(12)
         layout.addLayout(header)
@@ -364,6 +416,9 @@ class DeployView(QWidget):
         layout.addWidget(self.progress_group)
         layout.addWidget(self.outputs_group)
         layout.addWidget(self.filler, 1)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(self.page)
 
         self.change_set_group.hide()
         self.progress_group.hide()

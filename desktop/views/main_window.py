@@ -14,7 +14,6 @@ from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
     QHBoxLayout,
-    QListWidget,
     QListWidgetItem,
     QMainWindow,
     QMessageBox,
@@ -40,6 +39,7 @@ from desktop.views.deploy import (
 )
 from desktop.views.environments import EnvironmentsView
 from desktop.views.placeholders import SECTIONS, PlaceholderView
+from desktop.views.section_bar import SectionBar
 from desktop.views.widgets import ElidedLabel, StateDot
 from desktop.workers import FunctionWorker, start
 from desktop.workers.classrooms import ClassroomsPresenter
@@ -49,6 +49,9 @@ TITLE = "Classroom Console"
 SECTION_TITLES = ("Environments & Deploy", "Classrooms", "Metrics", "Inspector")
 SECTION_ICONS = ("environments", "classrooms", "metrics", "inspector")
 MESSAGE_SECONDS = 12
+# The project's standard: usable on an 800 × 600 screen, so a little smaller than that, with
+# room for a title bar and a taskbar.
+MINIMUM_SIZE = QSize(780, 520)
 
 
 def _no_profiles() -> list:
@@ -83,7 +86,7 @@ class MainWindow(QMainWindow):
             from desktop.services.aws import list_profiles
         self.settings = settings
         self.setWindowTitle(TITLE)
-        self.setMinimumSize(QSize(960, 600))
+        self.setMinimumSize(MINIMUM_SIZE)
         self.setUnifiedTitleAndToolBarOnMac(True)
 
         self.store = EnvironmentStore(QSettingsBackend(settings))
@@ -118,16 +121,14 @@ class MainWindow(QMainWindow):
         self.sections.addWidget(self.classrooms_view)
         for placeholder in self.placeholders.values():
             self.sections.addWidget(placeholder)
-        self.sidebar = QListWidget()
-        self.sidebar.setObjectName("sections")
-        self.sidebar.setFixedWidth(210)
-        self.sidebar.setIconSize(QSize(18, 18))
-        self.sidebar.setSpacing(2)
-        self.sidebar.setFrameShape(QListWidget.Shape.NoFrame)
+        self.sidebar = SectionBar()  # icons only in a narrow window, names as tooltips
         self._icons: list[tuple[object, str]] = []
-        for title, name in zip(SECTION_TITLES, SECTION_ICONS, strict=True):
+        for number, (title, name) in enumerate(zip(SECTION_TITLES, SECTION_ICONS, strict=True)):
             item = QListWidgetItem(icons.icon(name, self), title)
-            item.setSizeHint(QSize(190, 36))
+            shortcut = QKeySequence(f"Ctrl+{number + 1}").toString(
+                QKeySequence.SequenceFormat.NativeText
+            )
+            item.setToolTip(f"{title} ({shortcut})")
             self.sidebar.addItem(item)
             self._icons.append((item, name))
         self.sidebar.currentRowChanged.connect(self.sections.setCurrentIndex)

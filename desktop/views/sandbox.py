@@ -16,7 +16,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from desktop.views.widgets import Banner, CopyField, StateDot, copy_button, heading, note
+from desktop.views.widgets import (
+    Banner,
+    CopyField,
+    ScrollPage,
+    StateDot,
+    copy_button,
+    heading,
+    note,
+)
 from desktop.workers.sandbox import Phase, SandboxState
 
 _HEALTH_TONES = {
@@ -77,7 +85,8 @@ class SandboxPanel(QWidget):
         form.addRow("Token secret:", self.token_secret)
         form.addRow("Admin key:", self.admin_key)
 
-        layout = QVBoxLayout(self)
+        self.page = ScrollPage()
+        layout = QVBoxLayout(self.page.content)
         layout.setContentsMargins(24, 20, 24, 20)
         layout.setSpacing(12)
         layout.addWidget(heading("Local sandbox"))
@@ -120,6 +129,9 @@ class SandboxPanel(QWidget):
         try_it_layout.addLayout(commands_row)
         layout.addWidget(self.try_it)
         layout.addStretch(1)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(self.page)
         self.show_state(SandboxState())
 
     def show_state(self, state: SandboxState) -> None:
