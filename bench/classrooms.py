@@ -18,7 +18,7 @@ first walk got (``known``), and ``user_rooms`` and ``members``. While each walk 
 process PINGs redis-server every millisecond: Redis runs one command at a time, so a walk that
 held it would hold up every classroom's messages.
 
-    python bench/classrooms.py                           # 10,000 x 30 (about 2 minutes)
+    python bench/classrooms.py                           # 10,000 x 30 (about 2.5 minutes)
     python bench/classrooms.py --rooms 500 --members 30  # a quick run
     python bench/classrooms.py --json figures.json
 
