@@ -10,15 +10,35 @@ from __future__ import annotations
 # $disconnect ran does not register it again.
 LEFT_REMEMBERED_SECONDS = 600
 
+# Stamps the room's membership as changed: ``changed`` in its meta hash, the Redis clock in
+# microseconds, always above the stamp before (a clock set back cannot repeat one). With the
+# count of live members it is the room's version in the ``rooms`` admin op: a console that
+# holds a room's version is answered "unchanged" instead of the room's member records. Every
+# script that registers or removes a member calls it; an expiry lowers the live count until
+# the next script drops the member (and stamps the room).
+MEMBERSHIP = """
+local function membership_changed()
+  local clock = redis.call('TIME')
+  local stamp = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+  local before = tonumber(redis.call('HGET', KEYS[5], 'changed') or '0')
+  if stamp <= before then stamp = before + 1 end
+  redis.call('HSET', KEYS[5], 'changed', string.format('%.0f', stamp))
+end
+"""
+
 # KEYS: room_keys(). The first lines of each script drop expired members.
-PRUNE = """
+PRUNE = (
+    MEMBERSHIP
+    + """
 local now = tonumber(ARGV[1])
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
 if #expired > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
   redis.call('HDEL', KEYS[2], unpack(expired))
+  membership_changed()
 end
 """
+)
 
 # ARGV[2..4]: connectionId, expiry, member JSON. Extends the caller's registration, or
 # writes it again when it is gone (lost data, an expiry) unless the connection left: then
@@ -30,6 +50,7 @@ if redis.call('ZSCORE', KEYS[1], ARGV[2]) then
 elseif not redis.call('ZSCORE', KEYS[7], ARGV[2]) then
   redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
   redis.call('HSET', KEYS[2], ARGV[2], ARGV[4])
+  membership_changed()
   rejoined = 1
 end
 """
@@ -74,6 +95,7 @@ JOIN = (
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[4])
 redis.call('HSET', KEYS[5], 'lastActivity', ARGV[1])
+membership_changed()
 local members = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf')
 return members
 """
@@ -85,8 +107,8 @@ LEAVE = (
     + REMEMBER_LEFT
     + """
 local info = redis.call('HGET', KEYS[2], ARGV[2])
-redis.call('ZREM', KEYS[1], ARGV[2])
-redis.call('HDEL', KEYS[2], ARGV[2])
+local removed = redis.call('ZREM', KEYS[1], ARGV[2]) + redis.call('HDEL', KEYS[2], ARGV[2])
+if removed > 0 then membership_changed() end
 remember_left(now, ARGV[2])
 local members = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf')
 return {info or false, members}
@@ -162,7 +184,8 @@ return {latest, tonumber(first[2] or '0'), floor, messages}
 # 410 for a connection whose handshake is still in progress. Returns {removed member JSON,
 # members left}.
 PRUNE_GONE = (
-    REMEMBER_LEFT
+    MEMBERSHIP
+    + REMEMBER_LEFT
     + """
 local removed = {}
 for i = 3, #ARGV do
@@ -174,6 +197,7 @@ for i = 3, #ARGV do
     removed[#removed + 1] = info
   end
 end
+if #removed > 0 then membership_changed() end
 return {removed, redis.call('ZCARD', KEYS[1])}
 """
 )

@@ -46,9 +46,12 @@ def start_process(
             output.close()
 
 
-def start_sandbox(port: int, sandbox_args: list[str], log: Path | None = None) -> subprocess.Popen:
+def start_sandbox(
+    port: int, sandbox_args: list[str], log: Path | None = None, env: dict | None = None
+) -> subprocess.Popen:
     """``classroom-console sandbox`` on ``port``, in a process of its own, with the backend's
-    per-connection rate limit off: a benchmark measures the sandbox, not the limit."""
+    per-connection rate limit off: a benchmark measures the sandbox, not the limit. ``env``
+    adds to its environment (e.g. a config folder of the benchmark's own)."""
     command = [
         sys.executable,
         "-m",
@@ -59,7 +62,7 @@ def start_sandbox(port: int, sandbox_args: list[str], log: Path | None = None) -
         "--rate-limit",
         "0",
     ]
-    return start_process([*command, *sandbox_args], sandbox_env(), log)
+    return start_process([*command, *sandbox_args], {**sandbox_env(), **(env or {})}, log)
 
 
 def stop_process(process: subprocess.Popen, timeout: float = 30.0) -> None:

@@ -148,3 +148,29 @@ def test_room_pages_and_user_rooms_read_across_shards(cluster):
     registry.leave(rooms[0], f"{rooms[0]}-t")
     registry.prune(rooms[1], [f"{rooms[1]}-t"])
     assert not {rooms[0], rooms[1]} & set(registry.user_rooms("carol"))
+
+
+def test_join_many_and_known_versions_across_shards(cluster):
+    registry = Registry(cluster)
+    rooms = [f"many-{n}" for n in range(12)]
+    registry.join_many(
+        (room, member(f"{room}-{k}", f"{room}-user-{k}")) for room in rooms for k in (1, 2)
+    )
+    assert all(len(registry.members(room)) == 2 for room in rooms)
+    found, cursor = {}, 0
+    while True:
+        page = registry.room_page(cursor, 5)
+        found |= {summary.room: summary.version for summary in page.rooms}
+        cursor = page.cursor
+        if cursor == 0:
+            break
+    registry.leave(rooms[0], f"{rooms[0]}-1")
+    again, cursor = {}, 0
+    while True:
+        page = registry.room_page(cursor, 5, known=found)
+        again |= {summary.room: summary for summary in page.rooms}
+        cursor = page.cursor
+        if cursor == 0:
+            break
+    assert not again[rooms[0]].unchanged and len(again[rooms[0]].members) == 1
+    assert all(again[room].unchanged and again[room].members == [] for room in rooms[1:])
