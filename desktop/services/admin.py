@@ -47,7 +47,13 @@ class AdminClient:
             raise AdminError(str(answer.get("error", "internal")), str(answer.get("message", "")))
         return answer
 
-    def rooms(self, cursor: str | None = None, limit: int = 50) -> dict:
+    def rooms(
+        self, cursor: str | None = None, limit: int = 50, known: dict[str, str] | None = None
+    ) -> dict:
+        """A page of classrooms; the rooms whose version is still the one in ``known``
+        (room -> version, from an earlier page) come back ``unchanged``, without members."""
+        if known:
+            return self.call("rooms", cursor=cursor, limit=limit, known=known)
         return self.call("rooms", cursor=cursor, limit=limit)
 
     def members(self, room: str) -> list[dict]:

@@ -34,7 +34,11 @@ if TYPE_CHECKING:
     from desktop.services.deploy import DeployEngine
 
 FIRST_PAGE = 50
-PAGE = 500
+# Pages after the first: big enough that a walk of a district takes a few seconds, small enough
+# that one page holds the admin handler (in the sandbox, one of the workers that also run the
+# classrooms' handlers) for a tenth of a second at most (docs/benchmarks.md).
+PAGE = 200
+MAX_KNOWN = 1000  # the admin op's bound on the versions a page may send
 AUDIT_ENTRIES = 200
 # Checking every classroom asks the gateway about every connection; at most this many
 # classrooms a second, so a check of a whole school does not crowd out the fan-out's calls.
@@ -225,6 +229,9 @@ class Classrooms:
         self._lock = threading.Lock()
         self.first_page = first_page
         self.page = page
+        # The rooms each page of the last walk listed, by (cursor, limit): the next walk sends
+        # their versions, so the rooms that did not change come back without their members.
+        self._pages: dict[tuple[str | None, int], list[str]] = {}
 
     @property
     def admin(self) -> AdminClient:
@@ -248,11 +255,9 @@ class Classrooms:
         limit: int = FIRST_PAGE,
         known: Mapping[str, Classroom] | None = None,
     ) -> RoomsPage:
-        fields: dict = {}
-        if known:
-            fields["known"] = {room: row.version for room, row in known.items() if row.version}
-        answer = self.admin.call("rooms", cursor=cursor, limit=limit, **fields)
         known = known or {}
+        versions = {room: row.version for room, row in known.items() if row.version}
+        answer = self.admin.rooms(cursor, limit, known=versions)
         return RoomsPage(
             classrooms=[classroom_from(e, known.get(str(e["room"]))) for e in answer["rooms"]],
             cursor=answer.get("cursor") or None,
@@ -267,13 +272,22 @@ class Classrooms:
         *,
         abort: threading.Event | None = None,
     ) -> Iterator[RoomsPage]:
-        """Every page of the index, the first one small; ``known`` rows let unchanged rooms be
-        answered without their members being read."""
-        page = self.rooms(None, self.first_page, known)
-        yield page
-        while page.cursor and not (abort and abort.is_set()):
-            page = self.rooms(page.cursor, self.page, known)
+        """Every page of the index, the first one small; ``known`` rows (the last walk's) let
+        the rooms that did not change be answered without their members being read."""
+        known = known or {}
+        listed: dict[tuple[str | None, int], list[str]] = {}
+        cursor, limit = None, self.first_page
+        while True:
+            before = self._pages.get((cursor, limit), [])
+            sent = {room: known[room] for room in before[:MAX_KNOWN] if room in known}
+            page = self.rooms(cursor, limit, sent)
+            listed[(cursor, limit)] = [row.room for row in page.classrooms]
             yield page
+            if page.cursor is None or (abort is not None and abort.is_set()):
+                break
+            cursor, limit = page.cursor, self.page
+        if page.cursor is None:
+            self._pages = listed
 
     def members(self, room: str) -> list[Member]:
         return [member_from(m) for m in self.admin.members(room)]
