@@ -121,6 +121,7 @@ class ClassroomsView(QWidget):
         super().__init__(parent)
         self.presenter = presenter
         self.confirmation: QMessageBox | None = None
+        self._syncing = False
         self.classrooms = ClassroomsModel(self)
         self.members = MembersModel(self)
         self.ghosts = GhostsModel(self)
@@ -287,7 +288,7 @@ class ClassroomsView(QWidget):
 
     def _connect(self) -> None:
         p = self.presenter
-        p.classrooms_changed.connect(self.classrooms.show)
+        p.classrooms_changed.connect(self._show_classrooms)
         p.status_changed.connect(self.show_status)
         p.selection_changed.connect(self._selection)
         p.members_changed.connect(self._members)
@@ -331,7 +332,7 @@ class ClassroomsView(QWidget):
         member = self.selected_member()
         if member is None:
             return
-        who = member.name or member.user_id
+        who = f"{member.name} ({member.user_id})" if member.name else member.user_id
         self.ask(
             "Disconnect",
             f"Disconnect {who} from {self.presenter.selected}?",
@@ -442,40 +443,73 @@ class ClassroomsView(QWidget):
             widget.setEnabled(enabled)
         self.check_all_button.setEnabled(enabled and not self.presenter.checking_all)
 
+    def _show_classrooms(self, rows) -> None:
+        # Rows that go move Qt's current row to a neighbour: the selection follows the
+        # presenter's classroom instead, so no action ever lands on a classroom nobody picked.
+        self._syncing = True
+        try:
+            self.classrooms.show(rows)
+            self._select_row(self.presenter.selected)
+        finally:
+            self._syncing = False
+
     def _room_picked(self, current: QModelIndex, _previous: QModelIndex) -> None:
-        if current.isValid():
+        if current.isValid() and not self._syncing:
             self.presenter.select(self.classrooms.row(current.row()).room)
 
     def _selection(self, room: str | None) -> None:
         if room is None:
             self.room_title.setText("<b>No classroom selected</b>")
             self.members_note.setText("Select a classroom to see its members.")
-            self.rooms_table.selectionModel().clearSelection()
         else:
             self.room_title.setText(f"<b>{html.escape(room)}</b>")
             self.members_note.setText("Reading its members…")
+        self._syncing = True
+        try:
             self._select_row(room)
+        finally:
+            self._syncing = False
         self.members.show([])
         self.members.mark()
         self._update_buttons()
 
-    def _select_row(self, room: str) -> None:
+    def _select_row(self, room: str | None) -> None:
+        """Selects ``room``'s row, or none when it is not listed (it may have just emptied)."""
+        table_selection = self.rooms_table.selectionModel()
         for n, row in enumerate(self.classrooms.rows):
             if row.room == room:
                 index = self.classrooms.index(n, 0)
-                self.rooms_table.selectionModel().setCurrentIndex(
-                    index,
-                    QItemSelectionModel.SelectionFlag.ClearAndSelect
-                    | QItemSelectionModel.SelectionFlag.Rows,
-                )
-                self.rooms_table.scrollTo(index)
+                if table_selection.currentIndex().row() != n or not table_selection.hasSelection():
+                    table_selection.setCurrentIndex(
+                        index,
+                        QItemSelectionModel.SelectionFlag.ClearAndSelect
+                        | QItemSelectionModel.SelectionFlag.Rows,
+                    )
+                    self.rooms_table.scrollTo(index)
                 return
+        table_selection.clear()
 
     def _members(self, room: str | None, members: list[Member]) -> None:
         if room != self.presenter.selected:
             return
         ghosts = self.presenter.ghosts
+        chosen = self.selected_member()
         self.members.show(members)
+        # The member picked stays picked; one that left leaves no neighbour picked instead.
+        member_selection = self.members_table.selectionModel()
+        kept = [
+            n
+            for n, m in enumerate(self.members.rows)
+            if chosen and m.connection_id == chosen.connection_id
+        ]
+        if kept:
+            member_selection.setCurrentIndex(
+                self.members.index(kept[0], 0),
+                QItemSelectionModel.SelectionFlag.ClearAndSelect
+                | QItemSelectionModel.SelectionFlag.Rows,
+            )
+        else:
+            member_selection.clear()
         self.members.mark(
             ghosts=[g.connection_id for g in ghosts.ghosts] if ghosts else (),
             highlighted_user=self.presenter.user_filter,

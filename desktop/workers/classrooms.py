@@ -93,6 +93,8 @@ class ClassroomsPresenter(QObject):
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self.refresh)
+        # Every outcome also reaches the status bar and the console's log.
+        self.action_finished.connect(messages.info)
 
     # The environment
 

@@ -67,7 +67,8 @@ def test_classrooms_and_members_come_and_go_with_the_clients(qtbot, console, joi
     view = console.classrooms_view
     teacher = join(console.supervisor, room, "ms-lee", "teacher")
     student = join(console.supervisor, room, "sam")
-    join(console.supervisor, room, "ana@support", "support")
+    support = join(console.supervisor, room, "ana@support", "support")
+    join(console.supervisor, f"{room}-next-door", "kim")
     listed(qtbot, console, lambda rooms: room in rooms and rooms[room].students == 1)
     row = next(r for r in view.classrooms.rows if r.room == room)
     assert (row.teachers, row.students, row.hidden) == (1, 1, 1)
@@ -90,6 +91,16 @@ def test_classrooms_and_members_come_and_go_with_the_clients(qtbot, console, joi
     teacher.receive_event("leave")
     listed(qtbot, console, lambda rooms: rooms.get(room) and rooms[room].students == 0)
     qtbot.waitUntil(lambda: set(members_shown(console)) == {"ms-lee", "ana@support"}, timeout=WAIT)
+
+    # The last members leave: the classroom goes from the list, and stays the one looked at
+    # (no neighbour is picked in its place).
+    teacher.close()
+    support.close()
+    listed(qtbot, console, lambda rooms: room not in rooms and f"{room}-next-door" in rooms)
+    qtbot.waitUntil(lambda: members_shown(console) == {}, timeout=WAIT)
+    assert console.classrooms_presenter.selected == room
+    assert not view.rooms_table.selectionModel().hasSelection()
+    assert view.members_note.text() == "No one is connected to this classroom now."
 
 
 def test_sort_and_filter_and_copy(qtbot, console, join, room):
@@ -211,6 +222,8 @@ def test_disconnect_closes_the_socket_and_is_audited(qtbot, console, join, room)
     assert teacher.receive_event("leave")["userId"] == "sam"
     qtbot.waitUntil(lambda: set(members_shown(console)) == {"ms-lee"}, timeout=WAIT)
     assert view.banner.text.startswith("Disconnected sam")
+    # The row that went leaves nobody picked in its place: a second click cannot hit the teacher.
+    assert view.selected_member() is None and not view.disconnect_button.isEnabled()
 
     view.tabs.setCurrentIndex(2)
     staff = f"{getpass.getuser()}@sandbox"
@@ -240,6 +253,7 @@ def test_close_classroom_closes_every_member(qtbot, console, join, room):
     assert all(member.wait_closed()[0] == 1000 for member in members)
     listed(qtbot, console, lambda rooms: room not in rooms)
     assert console.classrooms_presenter.selected is None
+    assert not view.rooms_table.selectionModel().hasSelection()
     console.classrooms_presenter.load_audit()
     qtbot.waitUntil(
         lambda: any(e.action == "close_room" and e.room == room for e in view.audit.rows),
