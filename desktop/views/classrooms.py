@@ -151,10 +151,12 @@ class ClassroomsView(QWidget):
         )
 
         self.banner = Banner()
-        self.rooms_table = table(self.classrooms, stretch=ClassroomColumn.ROOM)
+        # The last column takes what is left; the classroom's id never shrinks out of sight.
+        self.rooms_table = table(self.classrooms)
         size_to(
             self.rooms_table,
             {
+                ClassroomColumn.ROOM: "physics-101-year-9",
                 ClassroomColumn.TEACHERS: "Teachers",
                 ClassroomColumn.STUDENTS: "Students",
                 ClassroomColumn.SUPPORT: "Support",
@@ -272,8 +274,8 @@ class ClassroomsView(QWidget):
         self.splitter = QSplitter(Qt.Orientation.Vertical)
         self.splitter.addWidget(top)
         self.splitter.addWidget(self.tabs)
-        self.splitter.setStretchFactor(0, 3)
-        self.splitter.setStretchFactor(1, 2)
+        self.splitter.setStretchFactor(0, 1)
+        self.splitter.setStretchFactor(1, 1)
         self.splitter.setChildrenCollapsible(False)
 
         header = QHBoxLayout()
@@ -528,6 +530,8 @@ class ClassroomsView(QWidget):
         self._update_buttons()
 
     def _checked(self, result: CheckResult) -> None:
+        if result.ghosts and result.pruned is None:  # the stuck-board case: worth a warning
+            self.banner.show_message("warning", self.banner.label.text())
         self._members(self.presenter.selected, self.presenter.members)
 
     def _check_all_progress(self, checked: int, total: int, found: list[Ghost]) -> None:

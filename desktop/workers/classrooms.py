@@ -292,10 +292,10 @@ class ClassroomsPresenter(QObject):
         self._run(self.service.check, room, done=self._checked, what="Checking connections")
 
     def _checked(self, result: CheckResult) -> None:
+        self.action_finished.emit(check_sentence(result))
         if result.room == self.selected:
             self.ghosts = result
             self.check_finished.emit(result)
-        self.action_finished.emit(check_sentence(result))
         if result.pruned is not None:
             self.refresh_now()
 
@@ -501,7 +501,8 @@ def check_sentence(result: CheckResult) -> str:
     elif ghosts:
         text = (
             f"{result.room}: {ghosts} of {checked} connections checked "
-            f"{'are ghosts' if ghosts != 1 else 'is a ghost'} (registered, gone at the gateway)."
+            f"{'are ghosts' if ghosts != 1 else 'is a ghost'} (registered, gone at the gateway); "
+            "Prune Ghosts removes them."
         )
     else:
         text = f"{result.room}: all {checked} connections checked are live."

@@ -278,6 +278,7 @@ def test_a_ghost_is_found_and_pruned(qtbot, console, join, room, redis_client):
     ghost_row = next(n for n, m in enumerate(view.members.rows) if m.user_id == "sam")
     assert "ghost" in view.members.index(ghost_row, MemberColumn.ROLE).data()
     assert "1 of 2 connections checked is a ghost" in view.banner.text
+    assert view.banner.kind == "warning" and "Prune Ghosts removes them" in view.banner.text
 
     # Check all lists it too.
     with qtbot.waitSignal(presenter.action_finished, timeout=WAIT * 3):
