@@ -181,12 +181,14 @@ class ClassroomsModel(SortedRowModel[Classroom]):
             return f"The oldest connection came at {full_time(row.connected_since)}."
         if column == ClassroomColumn.LAST_ACTIVITY:
             if not row.last_activity:
-                return "No message has been stored in this classroom."
-            return f"Last message stored at {full_time(row.last_activity)}."
+                return "Nothing has happened in this classroom yet."
+            return f"The last join or message was at {full_time(row.last_activity)}."
         if column == ClassroomColumn.MESSAGES:
             return "Messages stored in the last minute (estimated from per-minute counts)."
         if column == ClassroomColumn.LATEST_SEQ:
-            return "The seq of the latest message: the value a member's `sync` catches up to."
+            if not row.latest_seq:
+                return "No message has been stored in this classroom."
+            return "The seq of the latest message: what a member's sync catches up to."
         return None
 
     def copy_value(self, row: Classroom, column: int) -> str | None:
