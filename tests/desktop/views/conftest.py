@@ -9,12 +9,14 @@ import shiboken6
 from PySide6.QtCore import QSettings
 
 from desktop import workers
+from desktop.models.settings import QSettingsBackend
 from desktop.services.deploy import DeployEngine
-from desktop.services.environments import Environment
+from desktop.services.environments import Environment, EnvironmentStore, aws_environment
 from desktop.services.outputs_store import OutputsStore
 from desktop.views.main_window import MainWindow
 from desktop.workers.sandbox import Phase
-from tests.desktop.services.deploy_support import TEMPLATES, copy_backend
+from tests.desktop.services import moto_cloudformation
+from tests.desktop.services.deploy_support import TEMPLATES, copy_backend, stack_name
 
 
 @pytest.fixture
@@ -82,6 +84,31 @@ def open_window(qtbot, settings_path: Path, posted):
         # ...then the windows are deleted now, on this thread: a window left to the garbage
         # collector could be destroyed from a worker thread of a later test.
         shiboken6.delete(window)
+
+
+@pytest.fixture
+def cloudformation(monkeypatch, aws_environment, moto_endpoint) -> str:
+    moto_cloudformation.install(monkeypatch)
+    return moto_endpoint
+
+
+@pytest.fixture
+def staging(settings_path, cloudformation):
+    """An AWS environment on moto, the current one when the window opens."""
+    store = EnvironmentStore(
+        QSettingsBackend(QSettings(str(settings_path), QSettings.Format.IniFormat))
+    )
+    environment = store.add(
+        aws_environment(
+            "Staging",
+            profile=None,
+            region="us-east-1",
+            stack_name=stack_name(),
+            endpoint_url=cloudformation,
+        )
+    )
+    store.set_current(environment.name)
+    return environment
 
 
 def pytest_collection_modifyitems(items) -> None:

@@ -303,3 +303,26 @@ def test_a_stopped_sandbox_says_what_to_do(qtbot, open_window):
     assert view.rooms_pages.currentWidget() is view.empty
     assert "The local sandbox is not running" in view.empty.text()
     assert not view.refresh_button.isEnabled()
+
+
+def test_an_aws_environment_not_deployed_says_so(qtbot, open_window, engine_factory, staging):
+    window = open_window(engine_factory=engine_factory)
+    window.show_section(1)
+    view = window.classrooms_view
+    qtbot.waitUntil(lambda: "Could not read the classrooms" in view.empty.text(), timeout=WAIT)
+    assert f"Stack {staging.stack_name} does not exist" in view.empty.text()
+    assert view.rooms_pages.currentWidget() is view.empty
+
+
+def test_a_sandbox_that_stops_answering_says_so_and_keeps_the_list(qtbot, console, join, room):
+    view = console.classrooms_view
+    join(console.supervisor, room, "sam")
+    listed(qtbot, console, lambda rooms: room in rooms)
+    # The sandbox's process goes away under the console (not through its Stop button).
+    console.supervisor._sandbox.stop()
+    console.classrooms_presenter.refresh()
+    qtbot.waitUntil(lambda: view.banner.kind == "error", timeout=WAIT)
+    assert (
+        "Could not refresh the classrooms: The local sandbox is not answering" in view.banner.text
+    )
+    assert room in {r.room for r in view.classrooms.rows}  # the last list stays

@@ -11,46 +11,17 @@ import time
 import uuid
 
 import boto3
-import pytest
-from PySide6.QtCore import QSettings, QTimer
+from PySide6.QtCore import QTimer
 from PySide6.QtGui import QGuiApplication
 
 from desktop.models.change_set import ChangeColumn
 from desktop.models.outputs import OutputColumn
-from desktop.models.settings import QSettingsBackend
 from desktop.services.deploy import DOES_NOT_EXIST, StackEvent
-from desktop.services.environments import EnvironmentStore, aws_environment
 from desktop.views.deploy import Stage
-from tests.desktop.services import moto_cloudformation
-from tests.desktop.services.deploy_support import TEMPLATES, stack_name
+from tests.desktop.services.deploy_support import TEMPLATES
 
 DEPLOY_TIMEOUT = 90_000
 TEMPLATE_RESOURCES = 6  # tests/desktop/services/templates/stack.yaml
-
-
-@pytest.fixture
-def cloudformation(monkeypatch, aws_environment, moto_endpoint) -> str:
-    moto_cloudformation.install(monkeypatch)
-    return moto_endpoint
-
-
-@pytest.fixture
-def staging(settings_path, cloudformation):
-    """An AWS environment on moto, the current one when the window opens."""
-    store = EnvironmentStore(
-        QSettingsBackend(QSettings(str(settings_path), QSettings.Format.IniFormat))
-    )
-    environment = store.add(
-        aws_environment(
-            "Staging",
-            profile=None,
-            region="us-east-1",
-            stack_name=stack_name(),
-            endpoint_url=cloudformation,
-        )
-    )
-    store.set_current(environment.name)
-    return environment
 
 
 class StallMeter:
