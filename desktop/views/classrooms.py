@@ -41,7 +41,7 @@ from desktop.models.classrooms import (
     MembersModel,
 )
 from desktop.services.classrooms import CheckResult, Ghost, Member
-from desktop.views.widgets import Banner, ElidedLabel, heading, note
+from desktop.views.widgets import Banner, ElidedLabel, ask, heading, note
 from desktop.workers.classrooms import INTERVALS, ClassroomsPresenter, ListStatus
 
 INSPECTOR_LATER = "The Inspector section is not built yet; it will open this classroom."
@@ -394,26 +394,10 @@ class ClassroomsView(QWidget):
         """A question before a change; read-only mode refuses before anything is asked."""
         if not self.presenter.allowed(title.lower()):
             return
-        box = QMessageBox(
-            QMessageBox.Icon.Warning,
-            title,
-            f"<p><b>{html.escape(text)}</b></p><p>{html.escape(detail)}</p>",
-            QMessageBox.StandardButton.Cancel,
-            self,
-        )
-        box.setTextFormat(Qt.TextFormat.RichText)
-        button = box.addButton(confirm, QMessageBox.ButtonRole.DestructiveRole)
-        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        self.confirmation = ask(self, title, text, detail, confirm, go_ahead, self._answered)
 
-        def answered() -> None:
-            if box.clickedButton() is button:
-                go_ahead()
-            self.confirmation = None
-            box.deleteLater()
-
-        box.finished.connect(answered)
-        self.confirmation = box
-        box.open()
+    def _answered(self) -> None:
+        self.confirmation = None
 
     # What the presenter reports
 

@@ -9,7 +9,6 @@ to ``QSettings`` at once.
 from __future__ import annotations
 
 import dataclasses
-import html
 from collections.abc import Callable, Sequence
 
 from PySide6.QtCore import QItemSelectionModel, QSize, Qt, Signal
@@ -39,7 +38,7 @@ from desktop.views.deploy import AwsHealth, DeployView
 from desktop.views.environment_dialog import EnvironmentDialog
 from desktop.views.parameters_dialog import ParametersDialog
 from desktop.views.sandbox import SandboxPanel, sandbox_tone
-from desktop.views.widgets import heading, note
+from desktop.views.widgets import ask, heading, note
 from desktop.workers import FunctionWorker, start
 from desktop.workers.sandbox import SandboxState, SandboxSupervisor, StopQuestion
 
@@ -251,26 +250,20 @@ class EnvironmentsView(QWidget):
         if environment.is_sandbox:
             messages.error("The local sandbox is always available and cannot be removed.")
             return
-        box = QMessageBox(
-            QMessageBox.Icon.Question,
+        self.confirmation = ask(
+            self,
             "Remove environment",
             f"Remove “{environment.name}” from the console? Its stack "
             f"“{environment.stack_name}” keeps running in AWS; use Tear down to delete it.",
-            QMessageBox.StandardButton.Cancel,
-            self,
+            None,
+            "Remove",
+            lambda: self._remove(environment.name),
+            self._answered,
+            icon=QMessageBox.Icon.Question,
         )
-        remove = box.addButton("Remove", QMessageBox.ButtonRole.DestructiveRole)
-        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
 
-        def answered() -> None:
-            if box.clickedButton() is remove:
-                self._remove(environment.name)
-            self.confirmation = None
-            box.deleteLater()
-
-        box.finished.connect(answered)
-        self.confirmation = box
-        box.open()
+    def _answered(self) -> None:
+        self.confirmation = None
 
     def stop_sandbox(self) -> None:
         """Stop the local sandbox; when members are connected, only once the user says so."""
@@ -284,28 +277,15 @@ class EnvironmentsView(QWidget):
         if question is None:
             go_ahead()
             return
-        # One label, the question in bold: QMessageBox wraps an informative text to the width
-        # of a short question, three words a line.
-        box = QMessageBox(
-            QMessageBox.Icon.Warning,
-            question.title,
-            f"<p><b>{html.escape(question.text)}</b></p><p>{html.escape(question.detail)}</p>",
-            QMessageBox.StandardButton.Cancel,
+        self.confirmation = ask(
             self,
+            question.title,
+            question.text,
+            question.detail,
+            question.confirm,
+            go_ahead,
+            self._answered,
         )
-        box.setTextFormat(Qt.TextFormat.RichText)
-        confirm = box.addButton(question.confirm, QMessageBox.ButtonRole.DestructiveRole)
-        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
-
-        def answered() -> None:
-            if box.clickedButton() is confirm:
-                go_ahead()
-            self.confirmation = None
-            box.deleteLater()
-
-        box.finished.connect(answered)
-        self.confirmation = box
-        box.open()
 
     def refresh(self) -> None:
         """Fetch every environment's state again: the current one's page, the others' states."""

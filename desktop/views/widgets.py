@@ -4,6 +4,7 @@ that scrolls when the window is short."""
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 
 from PySide6.QtCore import QEvent, QSize, Qt, QTimer
 from PySide6.QtGui import QFont, QGuiApplication, QIcon, QPalette
@@ -13,6 +14,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QScrollArea,
     QSizePolicy,
     QStyle,
@@ -333,3 +335,44 @@ def plain_buttons(box: QDialogButtonBox) -> None:
     """Dialog buttons without icons, as on Windows and macOS (Fusion adds them elsewhere)."""
     for button in box.buttons():
         button.setIcon(QIcon())
+
+
+def ask(
+    parent: QWidget,
+    title: str,
+    text: str,
+    detail: str | None,
+    confirm: str,
+    go_ahead: Callable[[], None],
+    closed: Callable[[], None],
+    *,
+    icon: QMessageBox.Icon = QMessageBox.Icon.Warning,
+) -> QMessageBox:
+    """A question before a change, without blocking: Cancel is the default (Enter or Esc keeps
+    things as they are); ``go_ahead()`` runs only if ``confirm`` is clicked, ``closed()`` once
+    it is answered either way. With a ``detail``, the question is bold above it in one label
+    (QMessageBox wraps an informative text to the width of a short question, three words a
+    line)."""
+    if detail is None:
+        box = QMessageBox(icon, title, text, QMessageBox.StandardButton.Cancel, parent)
+    else:
+        box = QMessageBox(
+            icon,
+            title,
+            f"<p><b>{html.escape(text)}</b></p><p>{html.escape(detail)}</p>",
+            QMessageBox.StandardButton.Cancel,
+            parent,
+        )
+        box.setTextFormat(Qt.TextFormat.RichText)
+    button = box.addButton(confirm, QMessageBox.ButtonRole.DestructiveRole)
+    box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+
+    def answered() -> None:
+        if box.clickedButton() is button:
+            go_ahead()
+        closed()
+        box.deleteLater()
+
+    box.finished.connect(answered)
+    box.open()
+    return box

@@ -216,15 +216,11 @@ class ClassroomsPresenter(QObject):
             return
         if self.service is None:
             return
-        generation = self._generation
-        worker = FunctionWorker(self.service.find_user, user_id)
-        worker.signals.returned.connect(lambda found: self._user_found(generation, user_id, found))
-        worker.signals.errored.connect(lambda error: self._failed(generation, error))
-        start(worker, report_errors=False)
+        self._read(self.service.find_user, user_id, done=lambda f: self._user_found(user_id, f))
         self._emit_rooms()
 
-    def _user_found(self, generation: int, user_id: str, found: dict[str, list[str]]) -> None:
-        if generation != self._generation or user_id != self.user_filter:
+    def _user_found(self, user_id: str, found: dict[str, list[str]]) -> None:
+        if user_id != self.user_filter:
             return
         self.user_rooms = found
         self.user_found.emit(user_id, found)
@@ -263,16 +259,11 @@ class ClassroomsPresenter(QObject):
         self.members_changed.emit(room, [])
 
     def _load_members(self, room: str) -> None:
-        if self.service is None:
-            return
-        generation = self._generation
-        worker = FunctionWorker(self.service.members, room)
-        worker.signals.returned.connect(lambda found: self._members(generation, room, found))
-        worker.signals.errored.connect(lambda error: self._failed(generation, error))
-        start(worker, report_errors=False)
+        if self.service is not None:
+            self._read(self.service.members, room, done=lambda found: self._members(room, found))
 
-    def _members(self, generation: int, room: str, found: list[Member]) -> None:
-        if generation != self._generation or room != self.selected:
+    def _members(self, room: str, found: list[Member]) -> None:
+        if room != self.selected:
             return
         self.members = found
         self.members_loaded = True
@@ -419,15 +410,7 @@ class ClassroomsPresenter(QObject):
 
     def load_audit(self) -> None:
         if self.service is not None:
-            generation = self._generation
-            worker = FunctionWorker(self.service.audit)
-            worker.signals.returned.connect(
-                lambda entries: (
-                    self.audit_changed.emit(entries) if generation == self._generation else None
-                )
-            )
-            worker.signals.errored.connect(lambda error: self._failed(generation, error))
-            start(worker, report_errors=False)
+            self._read(self.service.audit, done=self.audit_changed.emit)
 
     def refresh_now(self) -> None:
         """After a change: the list, the selected classroom and the audit, read again."""
@@ -441,17 +424,23 @@ class ClassroomsPresenter(QObject):
     def busy(self) -> bool:
         return self._busy > 0
 
-    def _run(self, fn, *args, done: Callable, what: str) -> None:
+    def _read(self, fn, *args, done: Callable, what: str | None = None) -> FunctionWorker:
+        """``fn(*args)`` in a worker; ``done`` gets its value unless the environment changed."""
         generation = self._generation
         worker = FunctionWorker(fn, *args)
         worker.signals.returned.connect(
             lambda value: done(value) if generation == self._generation else None
         )
         worker.signals.errored.connect(lambda error: self._failed(generation, error, what))
-        worker.signals.finished.connect(self._unbusy)
+        start(worker, report_errors=False)
+        return worker
+
+    def _run(self, fn, *args, done: Callable, what: str) -> None:
+        """An action: as ``_read``, while ``busy`` (the action buttons wait for it)."""
         self._busy += 1
         self.busy_changed.emit(True)
-        start(worker, report_errors=False)
+        worker = self._read(fn, *args, done=done, what=what)
+        worker.signals.finished.connect(self._unbusy)
 
     def _unbusy(self) -> None:
         self._busy -= 1
