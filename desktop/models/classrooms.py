@@ -21,7 +21,9 @@ from desktop.services.classrooms import AuditEntry, Classroom, Ghost, Member
 
 Row = TypeVar("Row")
 
-COPY_ROLE = Qt.ItemDataRole.UserRole + 1  # the id a "Copy" action takes from a row
+COPY_ROLE = Qt.ItemDataRole.UserRole + 1  # the id Ctrl+C takes from a cell
+COPY_CHOICES_ROLE = Qt.ItemDataRole.UserRole + 2  # [(what, value)] a row's menu offers to copy
+USER_ROLE = Qt.ItemDataRole.UserRole + 3  # the user id of a row that has one
 
 
 def clock_time(epoch_ms: int | None) -> str:
@@ -89,6 +91,10 @@ class SortedRowModel(RowTableModel[Row], Generic[Row]):
     def data(self, index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if role == COPY_ROLE and index.isValid() and index.row() < len(self._rows):
             return self.copy_value(self._rows[index.row()], index.column())
+        if role == COPY_CHOICES_ROLE and index.isValid() and index.row() < len(self._rows):
+            return [(w, v) for w, v in self.copy_choices(self._rows[index.row()]) if v]
+        if role == USER_ROLE and index.isValid() and index.row() < len(self._rows):
+            return getattr(self._rows[index.row()], "user_id", None)
         if role == Qt.ItemDataRole.TextAlignmentRole and index.column() in self.numeric:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return super().data(index, role)
@@ -98,6 +104,9 @@ class SortedRowModel(RowTableModel[Row], Generic[Row]):
     def copy_value(self, row: Row, column: int) -> str | None:
         value = self.display(row, column)
         return None if value is None else str(value)
+
+    def copy_choices(self, row: Row) -> list[tuple[str, str]]:
+        return []
 
 
 class ClassroomColumn(IntEnum):
@@ -193,6 +202,9 @@ class ClassroomsModel(SortedRowModel[Classroom]):
 
     def copy_value(self, row: Classroom, column: int) -> str | None:
         return row.room
+
+    def copy_choices(self, row: Classroom) -> list[tuple[str, str]]:
+        return [("classroom id", row.room)]
 
 
 class MemberColumn(IntEnum):
@@ -299,6 +311,14 @@ class MembersModel(SortedRowModel[Member]):
             return str(self.display(row, column))
         return row.connection_id
 
+    def copy_choices(self, row: Member) -> list[tuple[str, str]]:
+        return [
+            ("user id", row.user_id),
+            ("connection id", row.connection_id),
+            ("source IP", row.source_ip),
+            ("user agent", row.user_agent),
+        ]
+
 
 class GhostColumn(IntEnum):
     ROOM = 0
@@ -349,6 +369,13 @@ class GhostsModel(SortedRowModel[Ghost]):
         if column == GhostColumn.USER:
             return row.user_id
         return row.connection_id
+
+    def copy_choices(self, row: Ghost) -> list[tuple[str, str]]:
+        return [
+            ("classroom id", row.room),
+            ("user id", row.user_id),
+            ("connection id", row.connection_id),
+        ]
 
 
 class AuditColumn(IntEnum):
@@ -410,6 +437,13 @@ class AuditModel(SortedRowModel[AuditEntry]):
         if column == AuditColumn.OUTCOME:
             return row.outcome
         return None
+
+    def copy_choices(self, row: AuditEntry) -> list[tuple[str, str]]:
+        return [
+            ("staff identity", row.staff),
+            ("classroom id", row.room),
+            ("connection id", row.target),
+        ]
 
     def tooltip(self, row: AuditEntry, column: int) -> Any:
         if column == AuditColumn.WHEN:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 from collections.abc import Callable
 
-from PySide6.QtCore import QEvent, QItemSelectionModel, QModelIndex, QPoint, Qt
+from PySide6.QtCore import QEvent, QItemSelectionModel, QModelIndex, QPoint, Qt, Signal
 from PySide6.QtGui import QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -32,7 +32,9 @@ from PySide6.QtWidgets import (
 )
 
 from desktop.models.classrooms import (
+    COPY_CHOICES_ROLE,
     COPY_ROLE,
+    USER_ROLE,
     AuditModel,
     ClassroomColumn,
     ClassroomsModel,
@@ -48,7 +50,10 @@ INSPECTOR_LATER = "The Inspector section is not built yet; it will open this cla
 
 
 class IdTable(QTableView):
-    """A table whose Copy (Ctrl+C, Cmd+C) takes the id of the current cell's row."""
+    """A table whose Copy (Ctrl+C, Cmd+C) takes the id of the current cell's row, and whose
+    rows' menu copies their ids and, for a row with a user, asks for that user's classrooms."""
+
+    find_user_requested = Signal(str)
 
     def keyPressEvent(self, event) -> None:  # noqa: N802 - Qt's name
         if event.matches(QKeySequence.StandardKey.Copy):
@@ -58,7 +63,7 @@ class IdTable(QTableView):
         super().keyPressEvent(event)
 
 
-def table(model, *, stretch: int | None = None) -> QTableView:
+def table(model, *, stretch: int | None = None) -> IdTable:
     """A sortable, row-selecting table with copy on Ctrl+C and a context menu."""
     view = IdTable()
     view.setModel(model)
@@ -95,16 +100,15 @@ def _copy_menu(view: QTableView, point: QPoint) -> None:
     index = view.indexAt(point)
     if not index.isValid():
         return
-    model = view.model()
     menu = QMenu(view)
-    for column in range(model.columnCount()):
-        cell = model.index(index.row(), column)
-        value = cell.data(COPY_ROLE)
-        name = model.headerData(column, Qt.Orientation.Horizontal)
-        if value and name and (column == 0 or value != model.index(index.row(), 0).data(COPY_ROLE)):
-            menu.addAction(
-                f"Copy {name.lower()}", lambda v=value: QGuiApplication.clipboard().setText(v)
-            )
+    for what, value in index.data(COPY_CHOICES_ROLE) or []:
+        menu.addAction(f"Copy {what}", lambda v=value: QGuiApplication.clipboard().setText(v))
+    user_id = index.data(USER_ROLE)
+    if user_id and isinstance(view, IdTable):
+        menu.addSeparator()
+        menu.addAction(
+            f"Find {user_id}'s classrooms", lambda: view.find_user_requested.emit(user_id)
+        )
     menu.exec(view.viewport().mapToGlobal(point))
 
 
@@ -187,6 +191,7 @@ class ClassroomsView(QWidget):
         self.inspector_button.setEnabled(False)
         self.inspector_button.setToolTip(INSPECTOR_LATER)
         self.members_table = table(self.members, stretch=MemberColumn.USER_AGENT)
+        self.members_table.find_user_requested.connect(self.find_user)
         size_to(
             self.members_table,
             {
@@ -207,6 +212,7 @@ class ClassroomsView(QWidget):
         self.prune_all_button = QPushButton("Prune All Found…")
         self.prune_all_button.setEnabled(False)
         self.ghosts_table = table(self.ghosts)
+        self.ghosts_table.find_user_requested.connect(self.find_user)
         self.audit_table = table(self.audit)
         self.audit_note = note(
             "Recent support actions on this environment, newest first, with who did them."
@@ -325,6 +331,11 @@ class ClassroomsView(QWidget):
         self.tabs.currentChanged.connect(lambda n: p.load_audit() if n == 2 else None)
 
     # What the user asks for
+
+    def find_user(self, user_id: str) -> None:
+        """Every classroom ``user_id`` is in (from a member's row: a student in two rooms)."""
+        self.user_search.setText(user_id)
+        self.presenter.find_user(user_id)
 
     def selected_member(self) -> Member | None:
         rows = self.members_table.selectionModel().selectedRows()

@@ -11,7 +11,13 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from backend.registry import Member, Registry
-from desktop.models.classrooms import COPY_ROLE, ClassroomColumn, MemberColumn
+from desktop.models.classrooms import (
+    COPY_CHOICES_ROLE,
+    COPY_ROLE,
+    USER_ROLE,
+    ClassroomColumn,
+    MemberColumn,
+)
 from desktop.workers.sandbox import Phase
 
 WAIT = 20_000
@@ -159,6 +165,17 @@ def test_find_a_user_shows_their_classrooms(qtbot, console, join, room):
     max_ = 1 - zoe
     assert view.members.index(zoe, 0).data(Qt.ItemDataRole.ForegroundRole) is not None
     assert view.members.index(max_, 0).data(Qt.ItemDataRole.ForegroundRole) is None
+
+    # From a member's row (its menu): the classrooms of that member, here two.
+    max_id = view.members.index(max_, 0).data(USER_ROLE)
+    view.members_table.find_user_requested.emit(max_id)
+    assert view.user_search.text() == "max"
+    qtbot.waitUntil(
+        lambda: {r.room for r in view.classrooms.rows} == {f"{room}-maths", f"{room}-art"},
+        timeout=WAIT,
+    )
+    choices = dict(view.members.index(max_, 3).data(COPY_CHOICES_ROLE))
+    assert set(choices) == {"user id", "connection id", "source IP", "user agent"}
 
     view.user_search.clear()
     assert len(view.classrooms.rows) >= 2
@@ -316,13 +333,17 @@ def test_an_aws_environment_not_deployed_says_so(qtbot, open_window, engine_fact
 
 def test_a_sandbox_that_stops_answering_says_so_and_keeps_the_list(qtbot, console, join, room):
     view = console.classrooms_view
+    presenter = console.classrooms_presenter
     join(console.supervisor, room, "sam")
     listed(qtbot, console, lambda rooms: room in rooms)
+    view.pause_button.click()  # no refresh reads the sandbox while it empties and goes
+    qtbot.waitUntil(lambda: not presenter.status().loading, timeout=WAIT)
+    assert "paused" in view.status.full_text()
     # The sandbox's process goes away under the console (not through its Stop button).
     console.supervisor._sandbox.stop()
-    console.classrooms_presenter.refresh()
+    presenter.refresh()
     qtbot.waitUntil(lambda: view.banner.kind == "error", timeout=WAIT)
-    assert (
-        "Could not refresh the classrooms: The local sandbox is not answering" in view.banner.text
+    assert "Could not refresh the classrooms: The local sandbox is not answering" in (
+        view.banner.text
     )
     assert room in {r.room for r in view.classrooms.rows}  # the last list stays
