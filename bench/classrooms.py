@@ -48,6 +48,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -62,7 +63,7 @@ from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from backend import admin  # noqa: E402  (after the path, so the bench runs from a checkout)
 from backend.registry import Member, Registry  # noqa: E402
-from bench.processes import cpu_seconds, snapshot, start_sandbox, stop_process  # noqa: E402
+from bench.processes import TICK, cpu_seconds, snapshot, start_sandbox, stop_process  # noqa: E402
 from desktop import messages  # noqa: E402
 from desktop.models.classrooms import ClassroomColumn  # noqa: E402
 from desktop.sandbox.loopback import free_port, wait_for_port  # noqa: E402
@@ -429,6 +430,22 @@ def reset_peak() -> bool:
     return True
 
 
+def thread_cpu() -> dict[int, float]:
+    """CPU seconds of each of this process's threads, by native thread id."""
+    found = {}
+    for task in Path("/proc/self/task").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            found[int(task.name)] = (int(fields[11]) + int(fields[12])) / TICK
+    return found
+
+
+def other_threads_cpu(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds the threads other than this one (the GUI thread) took between the two."""
+    mine = threading.get_native_id()
+    return sum(t - before.get(tid, 0.0) for tid, t in after.items() if tid != mine)
+
+
 class Heartbeat(QObject):
     """A timer on the GUI thread every ``interval_ms``: a gap between two ticks longer than the
     interval is time the GUI thread was busy (or waiting for the GIL) and could not answer the
@@ -523,7 +540,8 @@ class StatusWatch:
 class SlotTimes:
     """How long the GUI thread spent in the presenter's and the classrooms model's slots: the
     presenter's own methods wrapped on this instance, the model's ``show`` connected through a
-    timer in place of the view's direct connection."""
+    timer in place of the view's direct connection. The garbage collector's passes count too,
+    by generation (on whichever thread they run: each holds the GIL)."""
 
     def __init__(self, presenter: ClassroomsPresenter, view: ClassroomsView) -> None:
         self.times: dict[str, list[tuple[float, float]]] = collections.defaultdict(list)
@@ -533,14 +551,28 @@ class SlotTimes:
         presenter.classrooms_changed.disconnect(model.show)
         presenter.classrooms_changed.connect(self.timed("model.show", model.show))
         model.sort = self.timed("model.sort", model.sort)
+        self._collecting: float | None = None
+        gc.callbacks.append(self._collection)
+
+    def _collection(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._collecting = time.perf_counter()
+        elif self._collecting is not None:
+            took = time.perf_counter() - self._collecting
+            self.times[f"gc gen {info['generation']}"].append((self._collecting, took, took))
+            self._collecting = None
+
+    def close(self) -> None:
+        gc.callbacks.remove(self._collection)
 
     def timed(self, name: str, fn: Callable) -> Callable:
         def timed(*args):
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.thread_time()
             try:
                 return fn(*args)
             finally:
-                self.times[name].append((started, time.perf_counter() - started))
+                took = time.perf_counter() - started
+                self.times[name].append((started, took, time.thread_time() - cpu))
 
         return timed
 
@@ -552,13 +584,14 @@ class SlotTimes:
         found = {}
         for name, calls in sorted(self.times.items()):
             if within is not None:
-                calls = [(at, took) for at, took in calls if within[0] <= at <= within[1]]
+                calls = [call for call in calls if within[0] <= call[0] <= within[1]]
             if calls:
-                times = [took for _, took in calls]
+                times = [took for _, took, _ in calls]
                 found[name] = {
                     "calls": len(times),
                     "max_ms": round(max(times) * 1000, 1),
                     "total_ms": round(sum(times) * 1000, 1),
+                    "cpu_ms": round(sum(cpu for _, _, cpu in calls) * 1000, 1),
                 }
         return found
 
@@ -595,7 +628,7 @@ def view_round(sandbox: RunningSandbox, heartbeat: Heartbeat, profiles: dict | N
 
     def walk(name: str, begin: Callable[[], None]) -> dict:
         slots.reset()
-        cpu, started = time.thread_time(), time.perf_counter()
+        cpu, threads, started = time.thread_time(), thread_cpu(), time.perf_counter()
         with profiling(profiles, name):
             begin()
             if not run_until(lambda: statuses.ended(started) is not None, VIEW_WAIT_S, heartbeat):
@@ -612,6 +645,7 @@ def view_round(sandbox: RunningSandbox, heartbeat: Heartbeat, profiles: dict | N
             "rooms": status.loaded,
             "stall": stall,
             "gui_cpu_s": round(time.thread_time() - cpu, 2),
+            "other_threads_cpu_s": round(other_threads_cpu(threads, thread_cpu()), 2),
             "slots": slots.summary(),
             "in_longest_stall": slots.summary(within=stall.pop("longest")),
             "memory": memory(),
@@ -654,6 +688,7 @@ def view_round(sandbox: RunningSandbox, heartbeat: Heartbeat, profiles: dict | N
     ]
     found["clear"] = act("filter", typed.clear)
     messages.bus().posted.disconnect(posted.append)
+    slots.close()
     view.hide()
     presenter.set_service(None, "")
     workers.wait_for_all()
@@ -802,7 +837,7 @@ def print_view(view: dict) -> None:
     width, height = view["size"]
     print(
         f"\nthe console's view ({view['platform']}, {width}x{height}, heartbeat "
-        f"{view['heartbeat_ms']} ms), {runs} rounds, {span(s['rooms'], 1)} classrooms:"
+        f"{view['heartbeat_ms']} ms), {runs} round{'s' if runs != 1 else ''}, {span(s['rooms'], 1)} classrooms:"
     )
     print(f"  first page shown: {span(s['first_page_s'])} ms")
     print(
@@ -821,7 +856,7 @@ def print_view(view: dict) -> None:
     for step in ("load", "refresh"):
         held = [
             ", ".join(
-                f"{n} {v['calls']}x {v['total_ms']:g} ms"
+                f"{n} {v['calls']}x {v['total_ms']:g} ms (CPU {v['cpu_ms']:g})"
                 for n, v in r[step]["in_longest_stall"].items()
             )
             or "no slot"
