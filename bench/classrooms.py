@@ -18,12 +18,26 @@ first walk got (``known``), and ``user_rooms`` and ``members``. While each walk 
 process PINGs redis-server every millisecond: Redis runs one command at a time, so a walk that
 held it would hold up every classroom's messages.
 
-    python bench/classrooms.py                           # 10,000 x 30 (about 2.5 minutes)
+``--part view`` measures the console's Classrooms section in this process, on the sandbox
+over the same registry: a QApplication (offscreen unless ``QT_QPA_PLATFORM`` says otherwise),
+a real ``ClassroomsView`` at 1280x800 over a real ``ClassroomsPresenter`` and
+``classrooms.for_sandbox``. Each round (three by default) builds a fresh presenter and view and
+measures the first walk (time to the first page painted, time to every classroom read), a
+refresh (the second walk, sending ``known``), a sort by a column click each way and a
+classroom id typed a key at a time, then cleared. A 5 ms ``QTimer`` heartbeat on the GUI
+thread gives its longest stall in each (the longest gap between ticks, less the interval);
+the presenter's and the model's slots are timed (wall and GUI-thread CPU) and the garbage
+collector's passes noted, so a stall can be put down to what held it. The process's VmRSS
+before the view, after each load and refresh, and its VmHWM (reset before the view) are read
+from /proc. ``--profile`` runs the GUI thread under cProfile (its figures are then slower).
+
+The default runs both parts on one registry, the backend first (its PING probe forks, which is
+best done before Qt starts threads).
+
+    python bench/classrooms.py                           # both parts, 10,000 x 30 (about 3.5 minutes)
+    python bench/classrooms.py --part view               # the view only (about 2 minutes)
     python bench/classrooms.py --rooms 500 --members 30  # a quick run
     python bench/classrooms.py --json figures.json
-
-The view part (``--part view``, the console's GUI thread at this scale) builds on
-``loaded_registry`` and ``sandbox_on``.
 """
 
 from __future__ import annotations
@@ -50,6 +64,7 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -676,6 +691,7 @@ def view_round(sandbox: RunningSandbox, heartbeat: Heartbeat, profiles: dict | N
 
     table, typed = view.rooms_table, view.room_filter
     found = {"load": walk("load", lambda: presenter.set_service(service, "Local sandbox"))}
+    loaded_row = weakref.ref(next(iter(presenter.rooms.values())))  # replaced by the refresh
     found["refresh"] = walk("refresh", presenter.refresh)
     descending, ascending = Qt.SortOrder.DescendingOrder, Qt.SortOrder.AscendingOrder
     found["sort"] = [
@@ -696,6 +712,10 @@ def view_round(sandbox: RunningSandbox, heartbeat: Heartbeat, profiles: dict | N
     presenter.deleteLater()
     QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
     gc.collect()
+    # Once the round's presenter and view are gone, a row of its first walk is alive only if
+    # something still holds it (the refresh's worker, which was handed the rows as ``known``).
+    found["load_rows_held"] = loaded_row() is not None
+    found["memory_after"] = memory()
     return found
 
 
@@ -872,6 +892,12 @@ def print_view(view: dict) -> None:
         f"  typing {FILTER_TYPED!r} a key at a time: {span(s['keystroke_s'])} ms a key to "
         f"painted, longest stall {ms(s['stall_typing_ms'])} ms; clearing it "
         f"{span(s['clear_s'])} ms, stall {ms(s['stall_clear_ms'])} ms"
+    )
+    held = sum(r["load_rows_held"] for r in view["rounds"])
+    after = ", ".join(f"{r['memory_after']['rss_mb']:.0f}" for r in view["rounds"])
+    print(
+        f"  after each round, its presenter and view deleted: VmRSS {after} MB; the first "
+        f"walk's rows still held in {held} of {len(view['rounds'])} rounds"
     )
     before, end = view["memory_before"], view["memory_end"]
     peak = "" if view["peak_reset"] else " (of the whole process: it could not be reset)"
