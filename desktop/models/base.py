@@ -82,13 +82,25 @@ class RowTableModel(QAbstractTableModel, Generic[Row]):
         Rows that stay keep their selection and the view its scroll position: rows that went
         are removed and new ones inserted at the end, the order then changes as one layout
         change and the values as one ``dataChanged``. A change that scatters many removals
-        (a new filter) is one reset instead.
+        (a new filter) is one reset instead. The same rows in the same order (a refresh), or
+        those followed by new ones (a walk's next page), skip the bookkeeping: the values
+        change, and the new rows are one insert at the end.
         """
         rows = list(rows)
-        wanted = {key(row): n for n, row in enumerate(rows)}
-        gone = [n for n, row in enumerate(self._rows) if key(row) not in wanted]
+        if not self._rows:
+            self.set_rows(rows)
+            return
+        keys = [key(row) for row in rows]
+        shown = [key(row) for row in self._rows]
+        if keys[: len(shown)] == shown:
+            self.append_rows(rows[len(shown) :])
+            self._rows = rows
+            self._values_changed()
+            return
+        wanted = dict(zip(keys, range(len(keys)), strict=True))
+        gone = [n for n, name in enumerate(shown) if name not in wanted]
         blocks = _blocks(gone)
-        if len(blocks) > MAX_REMOVED_BLOCKS or not self._rows:
+        if len(blocks) > MAX_REMOVED_BLOCKS:
             self.set_rows(rows)
             return
         for first, last in reversed(blocks):
@@ -96,7 +108,7 @@ class RowTableModel(QAbstractTableModel, Generic[Row]):
             del self._rows[first : last + 1]
             self.endRemoveRows()
         kept = {key(row) for row in self._rows}
-        self.append_rows(row for row in rows if key(row) not in kept)
+        self.append_rows(row for row, name in zip(rows, keys, strict=True) if name not in kept)
         order = [wanted[key(row)] for row in self._rows]
         if order != sorted(order):
             self.layoutAboutToBeChanged.emit()
@@ -109,6 +121,9 @@ class RowTableModel(QAbstractTableModel, Generic[Row]):
             self.layoutChanged.emit()
         else:
             self._rows = rows
+        self._values_changed()
+
+    def _values_changed(self) -> None:
         if self._rows:
             last = self.index(len(self._rows) - 1, len(self.columns) - 1)
             self.dataChanged.emit(self.index(0, 0), last)

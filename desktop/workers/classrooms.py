@@ -95,6 +95,13 @@ class ClassroomsPresenter(QObject):
         self._timer.timeout.connect(self.refresh)
         # Every outcome also reaches the status bar and the console's log.
         self.action_finished.connect(messages.info)
+        # A walk's pages are shown once the pages already waiting have all been read: when the
+        # GUI thread falls behind a fast walk (a refresh of unchanged rooms), several pages cost
+        # one merge of the list, not one each back to back.
+        self._pages_shown = QTimer(self)
+        self._pages_shown.setSingleShot(True)
+        self._pages_shown.setInterval(0)
+        self._pages_shown.timeout.connect(self._emit_rooms)
 
     # The environment
 
@@ -165,7 +172,7 @@ class ClassroomsPresenter(QObject):
         self.totals = (page.total_classrooms, page.total_connections)
         # Rooms read in this walk replace what the last one said; the rest stay until it ends.
         self.rooms.update((row.room, row) for row in page.classrooms)
-        self._emit_rooms()
+        self._pages_shown.start()
 
     def _walk_done(self, generation: int) -> None:
         if generation != self._generation:
@@ -469,6 +476,7 @@ class ClassroomsPresenter(QObject):
         )
 
     def _emit_rooms(self) -> None:
+        self._pages_shown.stop()
         self.classrooms_changed.emit(self.visible())
         self._emit_status()
 
