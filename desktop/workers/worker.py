@@ -130,7 +130,10 @@ class _Registry(QObject):
         signals.setParent(self)
         self.running.add(worker)
         signals.finished.connect(lambda: self._finished(worker))
-        self.pool.start(worker)
+        # The pool runs the bound ``run`` in a runnable of its own that it deletes when done;
+        # handed the worker itself (not deleted automatically, so that Python may keep it), the
+        # pool would keep it, and whatever it was given, for the rest of the console's life.
+        self.pool.start(worker.run)
 
     def _finished(self, worker: FunctionWorker) -> None:
         self.running.discard(worker)

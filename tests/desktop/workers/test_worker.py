@@ -137,3 +137,27 @@ def test_abort_all_and_wait_for_all(qtbot, posted) -> None:
     workers.abort_all()
     assert workers.wait_for_all(5000)
     qtbot.waitUntil(lambda: workers.active_count() == 0)
+
+
+def test_a_finished_worker_lets_go_of_what_it_was_given(qtbot) -> None:
+    """A refresh hands its worker the whole classrooms list: a worker the pool kept for good
+    would keep one more copy of it every few seconds."""
+    import gc
+    import weakref
+
+    class Rows:
+        pass
+
+    given = Rows()
+    gone = weakref.ref(given)
+    worker = FunctionWorker(lambda rows: len([rows]), given)
+    with qtbot.waitSignal(worker.signals.finished):
+        workers.start(worker)
+    del worker, given
+    qtbot.waitUntil(lambda: workers.active_count() == 0)
+
+    def released() -> bool:
+        gc.collect()
+        return gone() is None
+
+    qtbot.waitUntil(released)
