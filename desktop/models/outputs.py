@@ -7,6 +7,9 @@ from enum import IntEnum
 from typing import Any
 
 from desktop.models.base import RowTableModel
+from desktop.services.deploy import websocket_url
+
+__all__ = ["Output", "OutputColumn", "OutputsModel", "outputs_from", "websocket_url"]
 
 
 class OutputColumn(IntEnum):
@@ -25,15 +28,6 @@ def outputs_from(outputs: dict[str, object]) -> list[Output]:
     return [
         Output(str(name), "" if value is None else str(value)) for name, value in outputs.items()
     ]
-
-
-def websocket_url(outputs: dict[str, object]) -> str | None:
-    """The WebSocket URL among a stack's outputs: a ``ws://``/``wss://`` value, by name first."""
-    candidates = [(str(name), str(value)) for name, value in outputs.items() if value]
-    for _name, value in sorted(candidates, key=lambda item: "websocket" not in item[0].lower()):
-        if value.startswith(("wss://", "ws://")):
-            return value
-    return None
 
 
 class OutputsModel(RowTableModel[Output]):

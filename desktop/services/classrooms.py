@@ -29,9 +29,13 @@ from desktop.services.admin import (
     SandboxTransport,
     admin_function_name,
 )
+from desktop.services.errors import ConfigurationError
+from desktop.services.room import room_url
 
 if TYPE_CHECKING:
     from desktop.services.deploy import DeployEngine
+
+SUPPORT_TOKEN_TTL = 900  # a support token lives 15 minutes: each reconnect asks a new one
 
 FIRST_PAGE = 50
 # Pages after the first: big enough that a walk of a district takes a few seconds, small enough
@@ -45,7 +49,7 @@ AUDIT_ENTRIES = 200
 CHECK_ALL_PER_SECOND = 4.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class Classroom:
     room: str
     teachers: int = 0
@@ -63,7 +67,7 @@ class Classroom:
         return self.members + self.hidden
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Member:
     connection_id: str
     user_id: str
@@ -85,7 +89,7 @@ class RoomsPage:
     first: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Ghost:
     room: str
     connection_id: str
@@ -105,7 +109,7 @@ class CheckResult:
     pruned: list[str] | None = None  # connection ids; None: it was only a check
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AuditEntry:
     audit_id: str
     when: int  # epoch ms
@@ -220,10 +224,12 @@ class Classrooms:
         admin: AdminClient | Callable[[], AdminClient],
         staff: Callable[[], str] = sandbox_staff,
         *,
+        websocket_url: Callable[[], str] | None = None,
         first_page: int = FIRST_PAGE,
         page: int = PAGE,
     ) -> None:
         self._admin = admin
+        self._websocket_url = websocket_url
         self._staff = staff
         self._staff_identity: str | None = None
         self._lock = threading.Lock()
@@ -321,6 +327,16 @@ class Classrooms:
             if rest > 0 and abort is not None and abort.wait(rest):
                 return
 
+    # Joining, for the Inspector
+
+    def join_url(self, room: str, ttl: int = SUPPORT_TOKEN_TTL) -> str:
+        """Where to connect to ``room`` as a hidden support member, with a fresh short-lived
+        token from the admin function (the URL holds it: never log or show it)."""
+        if self._websocket_url is None:
+            raise ConfigurationError("This environment has no WebSocket URL to join a classroom.")
+        token = str(self.admin.support_token(self.staff(), room, ttl=ttl)["token"])
+        return room_url(self._websocket_url(), room, token)
+
     # Changing (each audited with the staff identity)
 
     def prune(self, room: str) -> CheckResult:
@@ -339,13 +355,34 @@ def for_deployment(engine: DeployEngine) -> Classrooms:
     """An AWS environment's classrooms: its stack's admin function through Lambda ``Invoke``,
     each change audited under the caller's IAM identity from STS."""
 
+    outputs: dict[str, str] = {}
+
+    def stack_outputs() -> dict[str, str]:
+        if not outputs:
+            outputs.update(engine.outputs())
+        return outputs
+
+    from desktop.services.deploy import websocket_url
+
     def admin() -> AdminClient:
-        name = admin_function_name(engine.outputs())
+        name = admin_function_name(stack_outputs())
         return AdminClient(LambdaTransport(name, engine.target))
 
-    return Classrooms(admin, staff=lambda: engine.identity.arn)
+    def url() -> str:
+        found = websocket_url(stack_outputs())
+        if not found:
+            raise ConfigurationError(
+                "This environment's stack has no WebSocket URL in its outputs.",
+                hint="Deploy it again from Environments & Deploy.",
+            )
+        return found
+
+    return Classrooms(admin, staff=lambda: engine.identity.arn, websocket_url=url)
 
 
-def for_sandbox(admin_url: str, admin_key: str) -> Classrooms:
+def for_sandbox(admin_url: str, admin_key: str, websocket_url: str | None = None) -> Classrooms:
     """The local sandbox's classrooms, through its ``/_admin`` and admin key."""
-    return Classrooms(AdminClient(SandboxTransport(admin_url, admin_key)))
+    return Classrooms(
+        AdminClient(SandboxTransport(admin_url, admin_key)),
+        websocket_url=(lambda: websocket_url) if websocket_url else None,
+    )

@@ -19,7 +19,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -233,6 +233,15 @@ def _event(raw: dict) -> StackEvent:
         status=raw.get("ResourceStatus", ""),
         reason=raw.get("ResourceStatusReason"),
     )
+
+
+def websocket_url(outputs: Mapping[str, object]) -> str | None:
+    """The WebSocket URL among a stack's outputs: a ``ws://``/``wss://`` value, by name first."""
+    candidates = [(str(name), str(value)) for name, value in outputs.items() if value]
+    for _name, value in sorted(candidates, key=lambda item: "websocket" not in item[0].lower()):
+        if value.startswith(("wss://", "ws://")):
+            return value
+    return None
 
 
 def _outputs(stack: dict | None) -> dict[str, str]:

@@ -432,7 +432,7 @@ class MainWindow(QMainWindow):
             service = classrooms.for_deployment(engine)
             self.classrooms_presenter.set_service(service, environment.name)
         elif state.running and state.admin_url and admin_key:
-            service = classrooms.for_sandbox(state.admin_url, admin_key)
+            service = classrooms.for_sandbox(state.admin_url, admin_key, state.websocket_url)
             self.classrooms_presenter.set_service(service, environment.name)
         else:
             self.classrooms_presenter.set_service(

@@ -56,7 +56,11 @@ class FunctionWorker(QRunnable):
         self, fn: Callable[..., Any], *args: Any, with_report: bool = False, **kwargs: Any
     ) -> None:
         super().__init__()
-        self.setAutoDelete(False)
+        # The pool deletes the runnable once ``run`` has returned (Qt's default); the registry
+        # keeps only the Python object, until ``finished`` has been delivered. A runnable the
+        # pool does not delete stays alive, with whatever it was given, for the console's life.
+        # (``QThreadPool.start(callable)`` is no way out: PySide6 drops a reference to the
+        # callable's return value, and after a few thousand workers None itself is freed.)
         self.signals = WorkerSignals()
         self._fn = fn
         self._args = args
@@ -67,7 +71,7 @@ class FunctionWorker(QRunnable):
 
     @property
     def name(self) -> str:
-        return getattr(self._fn, "__qualname__", repr(self._fn))
+        return getattr(self._fn, "__qualname__", repr(self._fn))  # "None" once it has run
 
     def abort(self) -> None:
         """Ask the worker to stop at its next chance (generators stop between items)."""
@@ -86,6 +90,9 @@ class FunctionWorker(QRunnable):
             else:
                 signals.returned.emit(result)
         finally:
+            # Let go of the work and what it was given (a refresh's whole classrooms list)
+            # before saying so: a runnable Qt has not deleted yet holds nothing heavy.
+            self._fn = self._args = self._kwargs = result = None
             signals.finished.emit()
 
     def _work(self) -> Any:
@@ -130,10 +137,7 @@ class _Registry(QObject):
         signals.setParent(self)
         self.running.add(worker)
         signals.finished.connect(lambda: self._finished(worker))
-        # The pool runs the bound ``run`` in a runnable of its own that it deletes when done;
-        # handed the worker itself (not deleted automatically, so that Python may keep it), the
-        # pool would keep it, and whatever it was given, for the rest of the console's life.
-        self.pool.start(worker.run)
+        self.pool.start(worker)
 
     def _finished(self, worker: FunctionWorker) -> None:
         self.running.discard(worker)

@@ -1,0 +1,408 @@
+"""One classroom open in the Inspector: its connection in a worker, and what the tab shows.
+
+``InspectorSession`` holds the stream's rows (capped: the oldest go, and the tab says how many),
+the filters, pause and what waits while paused, the members, and what was sent. The connection
+(``RoomClient.batches``) runs in a ``GeneratorWorker`` and hands over a batch of events at a
+time; a timer moves them into the table a few times a second, so a fast classroom costs one
+insert a tick, never one a frame. Every frame is spooled to disk as it arrives (in the worker),
+so an export holds the whole session however many rows the cap let go. A session opened from
+a file has no connection: the same table and board, offline.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from desktop import messages
+from desktop.services import composer, sessions
+from desktop.services.classrooms import Classrooms, Member
+from desktop.services.errors import ConsoleError
+from desktop.services.room import Gap, Received, RoomClient, Status
+from desktop.services.stream import StreamRow, note_row, row_for
+from desktop.workers.worker import FunctionWorker, GeneratorWorker, start
+
+CAP = 20_000  # rows kept in a tab; the spool keeps every frame for an export
+FLUSH_MS = 100
+GATEWAY_RETRY = ("Internal server error", "Endpoint request timed out")
+
+
+@dataclass(frozen=True)
+class Filters:
+    type: str = ""  # "" for every type
+    sender: str = ""
+    text: str = ""
+    regex: bool = False
+
+    def matcher(self) -> Callable[[StreamRow], bool]:
+        """The test a row must pass; raises ``re.error`` for a regular expression that is not."""
+        pattern = re.compile(self.text) if self.regex and self.text else None
+        needle = self.text.casefold()
+        sender = self.sender.casefold()
+
+        def passes(row: StreamRow) -> bool:
+            if row.kind in ("gap", "note"):
+                return not (self.type or self.sender)  # marks show unless narrowed to frames
+            if self.type and row.type != self.type:
+                return False
+            if sender and sender not in row.sender.casefold():
+                return False
+            if pattern is not None:
+                return pattern.search(row.text) is not None
+            return not needle or needle in row.text.casefold()
+
+        return passes
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    id: str
+    ok: bool
+    text: str  # what happened, as a sentence
+    retry: bool = False  # a resend with the same id is the safe next step
+
+
+class InspectorSession(QObject):
+    status_changed = Signal(object)  # room.Status
+    rows_added = Signal(object)  # list[StreamRow] passing the filters, at the end
+    rows_reset = Signal(object)  # list[StreamRow]: the filters changed, cleared, opened
+    rows_dropped = Signal(int)  # shown rows the cap let go, from the start
+    counts_changed = Signal()  # waiting, dropped, kept
+    members_changed = Signal(object)  # list[Member]
+    board_added = Signal(object)  # list[dict]: message frames, as they come
+    board_reset = Signal(object)  # list[dict]: every message frame held, in seq order
+    sent = Signal(object)  # SendOutcome
+    types_changed = Signal(object)  # sorted list of the types seen
+
+    def __init__(
+        self,
+        room: str,
+        service: Classrooms | None,
+        environment: str,
+        *,
+        cap: int = CAP,
+        client: RoomClient | None = None,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.room = room
+        self.service = service
+        self.environment = environment
+        self.cap = cap
+        self.read_only = True
+        self.status = Status("closed", "Not joined.")
+        self.rows: list[StreamRow] = []  # every row kept, in arrival order
+        self.shown: list[StreamRow] = []  # those that pass the filters
+        self.waiting: list[StreamRow] = []  # held while paused
+        self.dropped = 0
+        self.paused = False
+        self.filters = Filters()
+        self._passes = self.filters.matcher()
+        self.members: list[Member] = []
+        self.types: set[str] = set()
+        self.pending: dict[str, dict] = {}  # sent frames by id, until their answer
+        self._messages: list[dict] = []  # message frames held, for the board
+        self._board_seq = 0
+        self._number = 0
+        self._incoming: list = []
+        self._worker: GeneratorWorker | None = None
+        self.spool: sessions.Spool | None = None
+        self.offline = service is None
+        self._client = client
+        if not self.offline and client is None:
+            self._client = RoomClient(room, lambda: service.join_url(room))
+        self._flush = QTimer(self)
+        self._flush.setInterval(FLUSH_MS)
+        self._flush.timeout.connect(self._take)
+        self._members_timer = QTimer(self)
+        self._members_timer.setSingleShot(True)
+        self._members_timer.setInterval(300)
+        self._members_timer.timeout.connect(self.load_members)
+
+    # Life
+
+    def start(self) -> None:
+        """Join the classroom unseen: history first, then live."""
+        if self.offline or self._worker is not None:
+            return
+        self.spool = sessions.Spool(self.room, self.environment)
+        worker = GeneratorWorker(self._client.batches, spool=self.spool.write)
+        worker.signals.yielded.connect(self._incoming.extend)
+        worker.signals.errored.connect(self._failed)
+        worker.signals.finished.connect(self._ended)
+        self._worker = worker
+        start(worker, report_errors=False)
+        self._flush.start()
+        self.load_members()
+
+    def stop(self) -> None:
+        """Leave the classroom (the tab closes, or the console quits)."""
+        self._flush.stop()
+        if self._worker is not None:
+            self._worker.abort()
+        self._take()
+
+    def _ended(self) -> None:
+        self._worker = None
+        self._take()
+        self._flush.stop()
+
+    def close(self) -> None:
+        """The tab closes: leave, and forget the spooled session (export it first to keep it)."""
+        self.stop()
+        if self.spool is not None:
+            self.spool.close()
+            self.spool = None
+
+    def _failed(self, error: BaseException) -> None:
+        messages.report_error(error, context=f"The Inspector's connection to {self.room}")
+        self._set_status(Status("closed", messages.sentence(error)))
+
+    def load_offline(self, session: sessions.Session) -> None:
+        """A session from a file: its frames as they came, no connection."""
+        self.status = Status("closed", f"Opened from a file ({len(session.frames):,} frames).")
+        self.status_changed.emit(self.status)
+        self._ingest([event for event in session.frames])
+        self.rows_reset.emit(list(self.shown))
+
+    # The stream
+
+    def _take(self) -> None:
+        """What arrived since the last tick, into the table in one go."""
+        if not self._incoming:
+            return
+        events, self._incoming = self._incoming, []
+        added = self._ingest(events)
+        if added:
+            self.rows_added.emit(added)
+
+    def _ingest(self, events: list) -> list[StreamRow]:
+        new_rows: list[StreamRow] = []
+        filled = []
+        messages_added: list[dict] = []
+        for event in events:
+            if isinstance(event, Status):
+                note = self._status_note(event)
+                self._set_status(event)
+                if note is not None:
+                    new_rows.append(note)
+            elif isinstance(event, Gap):
+                new_rows.append(
+                    self._note(
+                        "gap",
+                        f"Seqs {event.after + 1}-{event.before - 1} missing: asked sync from "
+                        f"{event.after}",
+                        after=event.after,
+                        before=event.before,
+                    )
+                )
+            elif isinstance(event, Received):
+                row = row_for(self._next(), event.at, event.frame, event.size, event.kind)
+                new_rows.append(row)
+                if event.kind == "filled":
+                    filled.append(row)
+                frame = event.frame
+                if frame.get("event") == "message":
+                    messages_added.append(frame)
+                    if isinstance(frame.get("type"), str) and frame["type"] not in self.types:
+                        self.types.add(frame["type"])
+                        self.types_changed.emit(sorted(self.types))
+                elif frame.get("event") in ("join", "leave", "presence"):
+                    self._members_timer.start()
+                self._answer(frame)
+        if filled:
+            seqs = [r.seq for r in filled if r.seq is not None]
+            span = f" (seqs {min(seqs)}-{max(seqs)})" if seqs else ""
+            new_rows.append(self._note("note", f"Caught up {len(filled)} messages with sync{span}"))
+        self._board(messages_added)
+        return self._keep(new_rows)
+
+    def _keep(self, new_rows: list[StreamRow]) -> list[StreamRow]:
+        """Adds rows, applies the cap; returns the new rows to show (none while paused)."""
+        self.rows.extend(new_rows)
+        over = len(self.rows) - self.cap
+        if over > 0:
+            oldest = self.rows[over].number
+            del self.rows[:over]
+            self.dropped += over
+            gone = bisect.bisect_left([r.number for r in self.shown], oldest)
+            if gone:
+                del self.shown[:gone]
+                self.rows_dropped.emit(gone)
+            self.waiting = [r for r in self.waiting if r.number >= oldest]
+        visible = [row for row in new_rows if self._passes(row) and row.number >= self._oldest()]
+        if self.paused:
+            self.waiting.extend(visible)
+            visible = []
+        else:
+            self.shown.extend(visible)
+        self.counts_changed.emit()
+        return visible
+
+    def _oldest(self) -> int:
+        return self.rows[0].number if self.rows else 0
+
+    def _board(self, added: list[dict]) -> None:
+        if not added:
+            return
+        self._messages.extend(added)
+        seqs = [m.get("seq") for m in added if isinstance(m.get("seq"), int)]
+        if seqs and min(seqs) < self._board_seq:  # a gap filled behind what the board drew
+            self._messages.sort(key=lambda m: m.get("seq") if isinstance(m.get("seq"), int) else 0)
+            self._board_seq = max(self._board_seq, max(seqs))
+            self.board_reset.emit(list(self._messages))
+            return
+        if seqs:
+            self._board_seq = max(self._board_seq, max(seqs))
+        self.board_added.emit(added)
+
+    def _status_note(self, status: Status) -> StreamRow | None:
+        previous = self.status.phase
+        if status.phase == "reconnecting" and previous == "live":
+            when = f"; trying again in {status.retry_in:.0f} s" if status.retry_in else ""
+            return self._note("note", f"Connection lost: {status.detail}{when}")
+        if status.phase == "live" and previous == "reconnecting":
+            return self._note("note", "Connected again: catching up with sync")
+        return None
+
+    def _note(self, kind: str, text: str, **fields) -> StreamRow:
+        return note_row(self._next(), time.time(), kind, text, **fields)
+
+    def _next(self) -> int:
+        self._number += 1
+        return self._number
+
+    def _set_status(self, status: Status) -> None:
+        self.status = status
+        self.status_changed.emit(status)
+
+    # Pause, filters, clear
+
+    def set_paused(self, paused: bool) -> None:
+        self.paused = paused
+        if not paused and self.waiting:
+            resumed, self.waiting = self.waiting, []
+            self.shown.extend(resumed)
+            self.rows_added.emit(resumed)
+        self.counts_changed.emit()
+
+    def set_filters(self, filters: Filters) -> None:
+        """Filter the stream; a regular expression that is not one raises ``re.error``."""
+        passes = filters.matcher()
+        self.filters, self._passes = filters, passes
+        self.shown = [row for row in self.rows if passes(row)]
+        self.waiting = []
+        self.rows_reset.emit(list(self.shown))
+        self.counts_changed.emit()
+
+    def clear(self) -> None:
+        """Empties the table (the spool, and so an export, keeps everything)."""
+        self.rows, self.shown, self.waiting = [], [], []
+        self.dropped = 0
+        self.rows_reset.emit([])
+        self.counts_changed.emit()
+
+    # Members
+
+    def load_members(self) -> None:
+        if self.service is None:
+            return
+        worker = FunctionWorker(self.service.members, self.room)
+        worker.signals.returned.connect(self._members_loaded)
+        start(worker, report_errors=False)  # a refresh that fails is tried again at the next join
+
+    def _members_loaded(self, members: list[Member]) -> None:
+        self.members = members
+        self.members_changed.emit(members)
+
+    # Sending
+
+    def send(self, text: str) -> dict | None:
+        """Sends the frame in ``text`` into the classroom (not in read-only mode); returns the
+        frame as sent (with its ``id``), or None when it was refused before leaving."""
+        if self.read_only:
+            messages.error(
+                "Read-only mode: nothing was sent. Unlock changes (Allow Changes in the toolbar) "
+                "first."
+            )
+            return None
+        if self.offline or self._client is None:
+            messages.error("This session was opened from a file: there is no classroom to send to.")
+            return None
+        try:
+            frame = composer.checked(text, self.room)
+        except composer.FrameRefused as refused:
+            messages.error(f"Not sent: {refused}")
+            return None
+        return self._send(frame)
+
+    def resend(self, frame: dict) -> dict | None:
+        """The same frame again, with the same ``id``: stored at most once by the backend."""
+        if self.read_only:
+            return self.send("")  # says why
+        return self._send(frame)
+
+    def _send(self, frame: dict) -> dict:
+        client = self._client
+        if "id" in frame:
+            self.pending[str(frame["id"])] = frame
+        worker = FunctionWorker(client.send, frame)
+        worker.signals.errored.connect(lambda error: self._send_failed(frame, error))
+        start(worker, report_errors=False)
+        row = row_for(self._next(), time.time(), frame, 0, "sent")
+        added = self._keep([row])
+        if added:
+            self.rows_added.emit(added)
+        return frame
+
+    def _send_failed(self, frame: dict, error: BaseException) -> None:
+        frame_id = str(frame.get("id", ""))
+        self.pending.pop(frame_id, None)
+        text = messages.sentence(error) if isinstance(error, ConsoleError) else str(error)
+        self.sent.emit(SendOutcome(frame_id, False, f"Not sent: {text}", retry=True))
+
+    def _answer(self, frame: dict) -> None:
+        """An ``ack``, ``error`` or gateway frame for something sent: its outcome."""
+        frame_id = frame.get("id")
+        if not isinstance(frame_id, str) or frame_id not in self.pending:
+            return
+        if frame.get("event") == "ack":
+            self.pending.pop(frame_id)
+            self.sent.emit(
+                SendOutcome(frame_id, True, f"Delivered: stored as seq {frame.get('seq')}.")
+            )
+        elif frame.get("event") == "error":
+            self.pending.pop(frame_id)
+            code = frame.get("code")
+            retry = code in ("unavailable", "internal", "rate_limited")
+            advice = " Resend keeps its id, so it is stored at most once." if retry else ""
+            self.sent.emit(
+                SendOutcome(
+                    frame_id, False, f"Refused ({code}): {frame.get('message')}.{advice}", retry
+                )
+            )
+        elif "event" not in frame and "message" in frame:
+            retry = True
+            self.sent.emit(
+                SendOutcome(
+                    frame_id,
+                    False,
+                    f"The gateway answered “{frame.get('message')}”: it may or may not be "
+                    "stored. Resend keeps its id, so it is stored at most once.",
+                    retry,
+                )
+            )
+
+    # Export
+
+    def export(self, path: Path) -> int:
+        """The whole session (every frame received, not only those kept) to ``path``."""
+        if self.spool is None:
+            raise ConsoleError("The classroom's stream is closed: there is nothing to export now.")
+        return self.spool.export(path)
