@@ -554,8 +554,8 @@ class StatusWatch:
 
 class SlotTimes:
     """How long the GUI thread spent in the presenter's and the classrooms model's slots: the
-    presenter's own methods wrapped on this instance, the model's ``show`` connected through a
-    timer in place of the view's direct connection. The garbage collector's passes count too,
+    presenter's own methods wrapped on this instance, the view's slot that shows the list
+    (the model's ``show`` and the selection kept) wrapped in place of its direct connection. The garbage collector's passes count too,
     by generation (on whichever thread they run: each holds the GIL)."""
 
     def __init__(self, presenter: ClassroomsPresenter, view: ClassroomsView) -> None:
@@ -563,8 +563,8 @@ class SlotTimes:
         for name in ("_page", "_walk_done", "visible"):
             setattr(presenter, name, self.timed(name.strip("_"), getattr(presenter, name)))
         model = view.classrooms
-        presenter.classrooms_changed.disconnect(model.show)
-        presenter.classrooms_changed.connect(self.timed("model.show", model.show))
+        presenter.classrooms_changed.disconnect(view._show_classrooms)
+        presenter.classrooms_changed.connect(self.timed("model.show", view._show_classrooms))
         model.sort = self.timed("model.sort", model.sort)
         self._collecting: float | None = None
         gc.callbacks.append(self._collection)

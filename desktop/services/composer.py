@@ -19,6 +19,12 @@ MAX_FRAME = 128 * 1024
 MAX_DEPTH = 32
 TYPE = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
 ACTIONS = ("send", "sync", "who", "ping")
+ROOM = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def valid_room(room: str) -> bool:
+    """A classroom id as the gateway takes it (PROTOCOL.md, Connecting)."""
+    return bool(ROOM.fullmatch(room))
 
 
 @dataclass(frozen=True)

@@ -46,8 +46,6 @@ from desktop.services.classrooms import CheckResult, Ghost, Member
 from desktop.views.widgets import Banner, ElidedLabel, ask, heading, note
 from desktop.workers.classrooms import INTERVALS, ClassroomsPresenter, ListStatus
 
-INSPECTOR_LATER = "The Inspector section is not built yet; it will open this classroom."
-
 
 class IdTable(QTableView):
     """A table whose Copy (Ctrl+C, Cmd+C) takes the id of the current cell's row, and whose
@@ -121,6 +119,8 @@ def size_to(view: QTableView, samples: dict[int, str]) -> None:
 class ClassroomsView(QWidget):
     """The section; ``presenter`` does the work and holds the state."""
 
+    open_in_inspector = Signal(str)  # a classroom id
+
     def __init__(self, presenter: ClassroomsPresenter, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.presenter = presenter
@@ -188,8 +188,9 @@ class ClassroomsView(QWidget):
         self.disconnect_button = QPushButton("Disconnect…")
         self.close_button = QPushButton("Close Classroom…")
         self.inspector_button = QPushButton("Open in Inspector")
-        self.inspector_button.setEnabled(False)
-        self.inspector_button.setToolTip(INSPECTOR_LATER)
+        self.inspector_button.setToolTip(
+            "Join this classroom unseen in the Inspector: its stream, members and whiteboard"
+        )
         self.members_table = table(self.members, stretch=MemberColumn.USER_AGENT)
         self.members_table.find_user_requested.connect(self.find_user)
         size_to(
@@ -324,6 +325,9 @@ class ClassroomsView(QWidget):
         self.disconnect_button.clicked.connect(self.disconnect_member)
         self.close_button.clicked.connect(self.close_classroom)
         self.audit_refresh.clicked.connect(p.load_audit)
+        self.inspector_button.clicked.connect(
+            lambda: self.open_in_inspector.emit(p.selected) if p.selected else None
+        )
         self.rooms_table.selectionModel().currentRowChanged.connect(self._room_picked)
         self.members_table.selectionModel().selectionChanged.connect(
             lambda *_: self._update_buttons()
@@ -561,6 +565,7 @@ class ClassroomsView(QWidget):
         room = p.selected is not None and p.service is not None
         may_change = room and not p.read_only and not p.busy
         self.check_button.setEnabled(room and not p.busy)
+        self.inspector_button.setEnabled(room)
         self.prune_button.setEnabled(may_change)
         self.close_button.setEnabled(may_change)
         self.disconnect_button.setEnabled(may_change and self.selected_member() is not None)

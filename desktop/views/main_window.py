@@ -38,6 +38,7 @@ from desktop.views.deploy import (
     default_engine_factory,
 )
 from desktop.views.environments import EnvironmentsView
+from desktop.views.inspector import InspectorView
 from desktop.views.placeholders import SECTIONS, PlaceholderView
 from desktop.views.section_bar import SectionBar
 from desktop.views.widgets import ElidedLabel, StateDot
@@ -107,10 +108,10 @@ class MainWindow(QMainWindow):
         )
         self.classrooms_presenter = ClassroomsPresenter(self)
         self.classrooms_view = ClassroomsView(self.classrooms_presenter)
+        self.inspector_view = InspectorView()
         self.placeholders = {
             key: PlaceholderView(title, purpose, icon)
             for key, (title, purpose, icon) in SECTIONS.items()
-            if key != "classrooms"
         }
         self._autostart = autostart_sandbox
         self._list_profiles = list_profiles
@@ -121,6 +122,7 @@ class MainWindow(QMainWindow):
         self.sections.addWidget(self.classrooms_view)
         for placeholder in self.placeholders.values():
             self.sections.addWidget(placeholder)
+        self.sections.addWidget(self.inspector_view)
         self.sidebar = SectionBar()  # icons only in a narrow window, names as tooltips
         self._icons: list[tuple[object, str]] = []
         for number, (title, name) in enumerate(zip(SECTION_TITLES, SECTION_ICONS, strict=True)):
@@ -149,6 +151,8 @@ class MainWindow(QMainWindow):
         self.session.changed.connect(self._current_changed)
         self.supervisor.state_changed.connect(self._sandbox_state)
         self.classrooms_presenter.read_only_changed.connect(self._mode_changed)
+        self.classrooms_presenter.read_only_changed.connect(self.inspector_view.set_read_only)
+        self.classrooms_view.open_in_inspector.connect(self.inspect)
         self._mode_changed(self.classrooms_presenter.read_only)
         self.deploy_view.busy_changed.connect(lambda _busy: self._update_actions())
         messages.bus().posted.connect(self._show_message)
@@ -356,6 +360,11 @@ class MainWindow(QMainWindow):
         self.show_section(0)
         self.deploy_view.teardown()
 
+    def inspect(self, room: str) -> None:
+        """Classrooms' Open in Inspector: the classroom joined unseen, in a tab."""
+        self.show_section(SECTION_TITLES.index("Inspector"))
+        self.inspector_view.open_room(room)
+
     def refresh(self) -> None:
         if self.sections.currentWidget() is self.classrooms_view:
             self.classrooms_presenter.refresh()
@@ -428,19 +437,22 @@ class MainWindow(QMainWindow):
                 engine = self._engine_factory(environment)
             except ConsoleError as error:
                 self.classrooms_presenter.set_service(None, environment.name, str(error))
+                self.inspector_view.set_service(None, environment.name, str(error))
                 return
             service = classrooms.for_deployment(engine)
             self.classrooms_presenter.set_service(service, environment.name)
+            self.inspector_view.set_service(service, environment.name)
         elif state.running and state.admin_url and admin_key:
             service = classrooms.for_sandbox(state.admin_url, admin_key, state.websocket_url)
             self.classrooms_presenter.set_service(service, environment.name)
+            self.inspector_view.set_service(service, environment.name)
         else:
-            self.classrooms_presenter.set_service(
-                None,
-                environment.name,
+            why = (
                 "The local sandbox is not running. Start it from Environments & Deploy (or "
-                "the toolbar), and its classrooms show here.",
+                "the toolbar), and its classrooms show here."
             )
+            self.classrooms_presenter.set_service(None, environment.name, why)
+            self.inspector_view.set_service(None, environment.name, why)
 
     def _mode_changed(self, read_only: bool) -> None:
         self.allow_changes_action.setChecked(not read_only)
@@ -511,6 +523,7 @@ class MainWindow(QMainWindow):
             self.settings.setValue("window/section", self.sidebar.currentRow())
             self.settings.sync()
             self.deploy_view.shutdown()
+            self.inspector_view.shutdown()
             self.supervisor.stop()
             messages.bus().posted.disconnect(self._show_message)
         super().closeEvent(event)

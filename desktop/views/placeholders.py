@@ -63,22 +63,10 @@ class PlaceholderView(QWidget):
 
 
 SECTIONS = {
-    "classrooms": (
-        "Classrooms",
-        "This section will list the live classrooms of the current environment with their "
-        "members and connections, and let you close a room or remove a stuck connection.",
-        "classrooms",
-    ),
     "metrics": (
         "Metrics",
         "This section will graph connections, messages and fan-out latency of the current "
         "environment, from CloudWatch in AWS or from the sandbox's own counters.",
         "metrics",
-    ),
-    "inspector": (
-        "Inspector",
-        "This section will join a classroom as a hidden support member to watch its whiteboard "
-        "and chat messages as they arrive, and send test messages into it (audited).",
-        "inspector",
     ),
 }
