@@ -189,8 +189,8 @@ def _in_range(value: Any, low: float, high: float, *, above_low: bool = False) -
 def _number(data: dict, field: str, low: float, high: float, *, above_low: bool = False) -> float:
     value: Any = data.get(field)
     if not _in_range(value, low, high, above_low=above_low):
-        bound = "more than" if above_low else "from"
-        raise MalformedShape(f"{field} must be a number {bound} {low} to {high}")
+        bounds = f"more than {low} and at most" if above_low else f"from {low} to"
+        raise MalformedShape(f"{field} must be a number {bounds} {high}")
     return float(value)
 
 
