@@ -1,0 +1,358 @@
+"""The Inspector's whiteboard: a classroom's board drawn from its message stream, and a timeline
+to replay it to any message.
+
+The board is drawn as the class sees it, white with the members' own colours, in the light and
+the dark theme alike: a classroom board looks the same to every member, and support staff
+compare what they see with what a teacher describes. A thin border sets it off from the window.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from PySide6.QtCore import QEvent, QPointF, QRectF, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPainterPath, QPaintEvent, QPen
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSizePolicy,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
+
+from desktop.models.base import local_time, tone
+from desktop.services.whiteboard import (
+    BOARD_HEIGHT,
+    BOARD_WIDTH,
+    Board,
+    BoardTimeline,
+    Shape,
+    Stroke,
+    Text,
+)
+
+BOARD_COLOUR = QColor("#fdfdfb")
+BORDER_COLOUR = QColor("#9aa1aa")
+PLAY_INTERVAL_MS = 100  # Play shows ten whiteboard messages a second, stroke by stroke
+_TEXT_FLAGS = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop | Qt.TextFlag.TextDontClip
+
+
+def board_rect(area: QRectF) -> QRectF:
+    """Where the board goes in ``area``: as large as fits at its own aspect ratio, centred,
+    one pixel in from the edge so that its border shows."""
+    inner = area.adjusted(1, 1, -1, -1)
+    scale = max(min(inner.width() / BOARD_WIDTH, inner.height() / BOARD_HEIGHT), 0.0)
+    width, height = BOARD_WIDTH * scale, BOARD_HEIGHT * scale
+    return QRectF(
+        inner.x() + (inner.width() - width) / 2,
+        inner.y() + (inner.height() - height) / 2,
+        width,
+        height,
+    )
+
+
+def to_target(target: QRectF, x: float, y: float) -> QPointF:
+    """A point in board units, where it shows in ``target`` (a ``board_rect``)."""
+    scale = target.width() / BOARD_WIDTH
+    return QPointF(target.x() + x * scale, target.y() + y * scale)
+
+
+def paint_board(painter: QPainter, board: Board, target: QRectF) -> None:
+    """Paint ``board`` into ``target``, its background and border included."""
+    if target.width() <= 0 or target.height() <= 0:
+        return
+    painter.save()
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    painter.setRenderHint(QPainter.RenderHint.TextAntialiasing)
+    painter.fillRect(target, BOARD_COLOUR)
+    painter.setClipRect(target)
+    painter.translate(target.topLeft())
+    scale = target.width() / BOARD_WIDTH
+    painter.scale(scale, scale)
+    for shape in board.shapes.values():
+        _paint_shape(painter, shape)
+    painter.restore()
+    painter.save()
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing, False)
+    painter.setPen(QPen(BORDER_COLOUR, 0))  # cosmetic: one device pixel at any scale
+    painter.setBrush(Qt.BrushStyle.NoBrush)
+    painter.drawRect(target.adjusted(-1, -1, 0, 0))
+    painter.restore()
+
+
+def _paint_shape(painter: QPainter, shape: Shape) -> None:
+    if isinstance(shape, Stroke):
+        _paint_stroke(painter, shape)
+    elif isinstance(shape, Text):
+        font = QFont()
+        font.setPixelSize(max(round(shape.size), 1))
+        painter.setFont(font)
+        painter.setPen(QColor(shape.color))
+        where = QRectF(shape.x, shape.y, BOARD_WIDTH, BOARD_HEIGHT)
+        painter.drawText(where, _TEXT_FLAGS, shape.text)
+
+
+def _paint_stroke(painter: QPainter, stroke: Stroke) -> None:
+    colour = QColor(stroke.color)
+    points = stroke.points
+    if len(points) == 1:
+        x, y, _ = points[0]
+        radius = stroke.width_at(points[0]) / 2
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(colour)
+        painter.drawEllipse(QPointF(x, y), radius, radius)
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        return
+    pen = QPen(colour, stroke.width, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap)
+    pen.setJoinStyle(Qt.PenJoinStyle.RoundJoin)
+    if stroke.has_pressure:
+        # Each segment at the mean of its ends' widths; the round caps join them smoothly.
+        for start, end in zip(points, points[1:], strict=False):
+            pen.setWidthF((stroke.width_at(start) + stroke.width_at(end)) / 2)
+            painter.setPen(pen)
+            painter.drawLine(QPointF(start[0], start[1]), QPointF(end[0], end[1]))
+        return
+    # Through the midpoints of the segments, as tldraw and Excalidraw smooth a pen's line.
+    path = QPainterPath(QPointF(points[0][0], points[0][1]))
+    for (x, y, _), (next_x, next_y, _) in zip(points[1:], points[2:], strict=False):
+        path.quadTo(x, y, (x + next_x) / 2, (y + next_y) / 2)
+    path.lineTo(points[-1][0], points[-1][1])
+    painter.setPen(pen)
+    painter.drawPath(path)
+
+
+def render(board: Board, size: QSize) -> QImage:
+    """``board`` drawn to fit an image of ``size``; around the board the image is transparent."""
+    image = QImage(size, QImage.Format.Format_ARGB32_Premultiplied)
+    image.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(image)
+    paint_board(painter, board, board_rect(QRectF(0, 0, size.width(), size.height())))
+    painter.end()
+    return image
+
+
+class WhiteboardCanvas(QWidget):
+    """A board scaled to fit the widget at its own aspect ratio."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._board = Board()
+        self.setAccessibleName("Whiteboard")
+        self.setMinimumSize(160, 90)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+
+    @property
+    def board(self) -> Board:
+        return self._board
+
+    def set_board(self, board: Board) -> None:
+        """Show ``board``; call again after it changed (a live board grows in place)."""
+        self._board = board
+        self.update()
+
+    def board_rect(self) -> QRectF:
+        """Where the board shows in the widget."""
+        return board_rect(QRectF(self.rect()))
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt's name
+        return QSize(640, 362)
+
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 - Qt's name
+        painter = QPainter(self)
+        paint_board(painter, self._board, self.board_rect())
+        painter.end()
+
+
+class WhiteboardPanel(QWidget):
+    """A classroom's board with a timeline over its whiteboard messages.
+
+    The slider's end is live: new messages move it on while it is there, and leave it where it
+    is when it was moved back. Play replays forward from the slider at ``PLAY_INTERVAL_MS`` a
+    message and stops, live, at the end. What the panel holds is a ``BoardTimeline``: appending
+    a batch while live reads only the batch.
+    """
+
+    position_changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._timeline = BoardTimeline()
+        self._position = 0
+        self._replayed: Board | None = None  # the board shown when not live
+        self.canvas = WhiteboardCanvas()
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setAccessibleName("Whiteboard timeline")
+        self.slider.setPageStep(10)
+        self.slider.valueChanged.connect(self._move_to)
+        self.play_button = QPushButton("Play")
+        self.play_button.setToolTip("Replay the board from here, ten messages a second")
+        self.play_button.clicked.connect(self._play_or_pause)
+        self.position_label = QLabel()
+        self.position_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.malformed_label = QLabel()
+        self._player = QTimer(self)
+        self._player.setInterval(PLAY_INTERVAL_MS)
+        self._player.timeout.connect(self._step)
+
+        controls = QHBoxLayout()
+        controls.addWidget(self.play_button)
+        controls.addWidget(self.slider, 1)
+        status = QHBoxLayout()
+        status.addWidget(self.position_label, 1)
+        status.addWidget(self.malformed_label)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.canvas, 1)
+        layout.addLayout(controls)
+        layout.addLayout(status)
+        self._show()
+
+    # The Inspector's API.
+
+    def set_messages(self, messages: list[dict]) -> None:
+        """Hold a session's messages instead of any before (any types); show the end, live."""
+        self._stop()
+        self._timeline = BoardTimeline(messages)
+        self._position = len(self._timeline)
+        self._replayed = None
+        self._show()
+
+    def add_messages(self, messages: list[dict]) -> None:
+        """Take a batch of new live messages (any types; those not the whiteboard's are
+        ignored). While the slider is at the end the board moves on with them."""
+        was_live = self.is_live
+        shown_seq = self.position_seq
+        if not self._timeline.add(messages):
+            return
+        if was_live:
+            self._position = len(self._timeline)
+        else:
+            position = 0 if shown_seq is None else self._timeline.position_of(shown_seq)
+            if position != self._position:  # a late message landed before the board shown
+                self._position = position
+                self._replayed = self._timeline.board_at(position)
+        self._show()
+
+    def clear(self) -> None:
+        """Hold nothing: an empty board."""
+        self.set_messages([])
+
+    def seek(self, seq: int) -> None:
+        """Show the board just after ``seq`` (the end, live, for a seq past the last)."""
+        self._move_to(self._timeline.position_of(seq))
+
+    # Read-only state.
+
+    @property
+    def timeline(self) -> BoardTimeline:
+        return self._timeline
+
+    @property
+    def board(self) -> Board:
+        """The board shown."""
+        return self._timeline.latest if self.is_live else (self._replayed or Board())
+
+    @property
+    def position(self) -> int:
+        """How many whiteboard messages the board shown is drawn from."""
+        return self._position
+
+    @property
+    def position_seq(self) -> int | None:
+        """The seq of the last whiteboard message drawn, None before the first."""
+        return self._timeline.seq_at(self._position)
+
+    @property
+    def is_live(self) -> bool:
+        return self._position == len(self._timeline)
+
+    @property
+    def is_playing(self) -> bool:
+        return self._player.isActive()
+
+    @property
+    def malformed(self) -> int:
+        """Whiteboard messages up to the position shown that drew nothing (malformed)."""
+        return self.board.malformed
+
+    # Inside.
+
+    def _move_to(self, position: int) -> None:
+        position = max(0, min(position, len(self._timeline)))
+        if position == self._position and self.slider.value() == position:
+            return
+        self._position = position
+        self._replayed = None if self.is_live else self._timeline.board_at(position)
+        self._show()
+
+    def _play_or_pause(self) -> None:
+        if self.is_playing:
+            self._stop()
+            return
+        if not len(self._timeline):
+            return
+        if self.is_live:  # at the end: play the whole board again
+            self._move_to(0)
+        self._player.start()
+        self.play_button.setText("Pause")
+
+    def _step(self) -> None:
+        self._move_to(self._position + 1)
+        if self.is_live:
+            self._stop()
+
+    def _stop(self) -> None:
+        self._player.stop()
+        self.play_button.setText("Play")
+
+    def _show(self) -> None:
+        count = len(self._timeline)
+        self.slider.blockSignals(True)
+        self.slider.setRange(0, count)
+        self.slider.setValue(self._position)
+        self.slider.blockSignals(False)
+        self.slider.setEnabled(count > 0)
+        self.play_button.setEnabled(count > 0)
+        board = self.board
+        self.canvas.set_board(board)
+        self.position_label.setText(self._describe_position())
+        self._show_malformed(board)
+        self.position_changed.emit()
+
+    def _describe_position(self) -> str:
+        count = len(self._timeline)
+        if not count:
+            return "No whiteboard messages yet"
+        if self._position == 0:
+            return f"Before the first of {count:,} whiteboard messages"
+        ts = self._timeline.ts_at(self._position)
+        when = local_time(datetime.fromtimestamp(ts / 1000, UTC), "%Y-%m-%d %H:%M:%S") if ts else ""
+        parts = [f"Seq {self.position_seq}", when, f"{self._position:,} of {count:,}"]
+        if self.is_live:
+            parts.append("live")
+        return " · ".join(part for part in parts if part)
+
+    def _show_malformed(self, board: Board) -> None:
+        count = board.malformed
+        self.malformed_label.setVisible(count > 0)
+        if not count:
+            return
+        shapes = "shape" if count == 1 else "shapes"
+        self.malformed_label.setText(f"{count:,} {shapes} not drawn (malformed)")
+        self.malformed_label.setToolTip(
+            "Whiteboard messages whose data breaks the shapes of PROTOCOL.md:\n"
+            + "\n".join(f"{kind}: {n:,}" for kind, n in sorted(board.malformed_by_type.items()))
+        )
+        self._colour_malformed()
+
+    def _colour_malformed(self) -> None:
+        sheet = f"color: {tone('warn').name()}"
+        if sheet != self.malformed_label.styleSheet():
+            self.malformed_label.setStyleSheet(sheet)
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 - Qt's name
+        if event.type() == QEvent.Type.PaletteChange:
+            self._colour_malformed()
+        super().changeEvent(event)
