@@ -133,7 +133,7 @@ class InspectorSession(QObject):
             return
         self.spool = sessions.Spool(self.room, self.environment)
         worker = GeneratorWorker(self._client.batches, spool=self.spool.write)
-        worker.signals.yielded.connect(self._incoming.extend)
+        worker.signals.yielded.connect(self._arrived)
         worker.signals.errored.connect(self._failed)
         worker.signals.finished.connect(self._ended)
         self._worker = worker
@@ -173,6 +173,9 @@ class InspectorSession(QObject):
 
     # The stream
 
+    def _arrived(self, batch: list) -> None:
+        self._incoming.extend(batch)
+
     def _take(self) -> None:
         """What arrived since the last tick, into the table in one go."""
         if not self._incoming:
@@ -190,6 +193,8 @@ class InspectorSession(QObject):
             if isinstance(event, Status):
                 note = self._status_note(event)
                 self._set_status(event)
+                if event.phase == "live":
+                    self._members_timer.start()  # with this connection among them
                 if note is not None:
                     new_rows.append(note)
             elif isinstance(event, Gap):

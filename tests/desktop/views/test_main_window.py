@@ -26,7 +26,8 @@ def test_window_opens_with_its_title_and_sections(open_window) -> None:
     )
     assert window.sections.currentWidget() is window.environments_view
     assert window.sections.widget(1) is window.classrooms_view
-    for row in (2, 3):
+    assert window.sections.widget(3) is window.inspector_view
+    for row in (2,):
         page = window.sections.widget(row)
         assert isinstance(page, PlaceholderView)
         assert page.purpose.text().startswith("This section will")
@@ -50,7 +51,7 @@ def test_shortcuts_switch_sections_refresh_and_quit(open_window) -> None:
     assert window.sections.currentWidget() is window.placeholders["metrics"]
     assert window.section_actions[2].isChecked()
     window.sidebar.setCurrentRow(3)
-    assert window.sections.currentWidget() is window.placeholders["inspector"]
+    assert window.sections.currentWidget() is window.inspector_view
     assert window.section_actions[3].isChecked()
     window.quit_action.trigger()
     assert not window.isVisible()
