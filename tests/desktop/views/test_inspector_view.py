@@ -4,6 +4,7 @@ sees, what the class does not see, what support sends, and sessions exported and
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import uuid
 
@@ -135,8 +136,13 @@ def test_an_injection_reaches_every_member_as_support_and_is_audited(
     assert len(mine) == 1 and mine[0].staff.endswith("@sandbox")
 
 
-def test_a_cut_connection_comes_back_and_catches_up_marked(qtbot, console, join, room):
+def test_a_cut_connection_comes_back_and_catches_up_marked(qtbot, console, join, room, caplog):
+    caplog.set_level(logging.DEBUG)
     teacher = join(console.supervisor, room, "ms-lee", "teacher")
+    urls: list[str] = []
+    service = console.inspector_view.service
+    join_url = service.join_url
+    service.join_url = lambda r, **kw: urls.append(join_url(r, **kw)) or urls[-1]
     tab = console.inspector_view.open_room(room)
     live(qtbot, tab)
     before = say(teacher, "one")
@@ -159,6 +165,12 @@ def test_a_cut_connection_comes_back_and_catches_up_marked(qtbot, console, join,
     )
     seqs = [r.seq for r in tab.session.rows if r.seq is not None]
     assert sorted(seqs) == sorted(set(seqs))  # every message once
+    # A fresh token for each connection, and none of them in any log line or on screen.
+    tokens = [url.split("token=", 1)[1] for url in urls]
+    assert len(tokens) >= 2 and len(set(tokens)) == len(tokens)
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    shown = tab.state.state + tab.counts.full_text() + tab.detail.toPlainText()
+    assert not any(token in logged or token in shown for token in tokens)
 
 
 def test_pause_filters_regex_and_the_cap(qtbot, console, join, room):
@@ -292,3 +304,52 @@ def test_stream_model_passes_qtmodeltester(qtmodeltester):
     assert model.index(0, StreamColumn.SEQ).data() == "gap"
     assert model.index(1, StreamColumn.TYPE).data() == "gateway"
     assert model.index(0, 0).data(Qt.ItemDataRole.ForegroundRole) is not None
+
+
+def test_a_message_whose_fan_out_was_lost_is_a_gap_filled_by_sync(
+    qtbot, console, join, room, redis_client
+):
+    from backend import frames as wire
+    from backend.registry import Member, Registry
+
+    teacher = join(console.supervisor, room, "ms-lee", "teacher")
+    tab = console.inspector_view.open_room(room)
+    live(qtbot, tab)
+    first = say(teacher, "one")
+    qtbot.waitUntil(lambda: any(r.seq == first for r in tab.session.rows), timeout=WAIT)
+    # Stored in the log, never fanned out (its handler died after Redis answered).
+    lost = Member("lost-conn-0000=", "ms-lee", "teacher", connectedAt=1)
+    head, tail = wire.message_parts(
+        room, 1, "ms-lee", "teacher", wire.Send("chat.message", {"text": "lost"}, "lost-1")
+    )
+    stored = Registry(redis_client).store(room, lost, head, tail)
+    third = say(teacher, "three")
+    assert stored.seq == first + 1 and third == first + 2
+    qtbot.waitUntil(lambda: any(r.seq == stored.seq for r in tab.session.rows), timeout=WAIT)
+    gap = next(r for r in tab.session.rows if r.kind == "gap")
+    assert (gap.frame["after"], gap.frame["before"]) == (first, third)
+    filled = next(r for r in tab.session.rows if r.seq == stored.seq)
+    assert filled.kind == "filled" and filled.frame["data"] == {"text": "lost"}
+    shown = [r.kind for r in tab.model.rows]
+    assert "gap" in shown and "filled" in shown
+    gap_row = shown.index("gap")
+    assert tab.model.index(gap_row, StreamColumn.SEQ).data() == "gap"
+
+
+def test_the_connection_is_renewed_before_the_gateways_limit_without_a_gap(
+    qtbot, console, join, room
+):
+    teacher = join(console.supervisor, room, "ms-lee", "teacher")
+    view = console.inspector_view
+    tab = view.open_room(room)
+    live(qtbot, tab)
+    client = tab.session._client
+    first_socket = client._ws
+    client.max_age = 0.5  # API Gateway's two hours, shortened
+    qtbot.waitUntil(lambda: client._ws is not None and client._ws is not first_socket, timeout=WAIT)
+    client.max_age = 3600
+    sent = [say(teacher, f"after renewal {n}") for n in range(3)]
+    qtbot.waitUntil(lambda: {r.seq for r in tab.session.rows} >= set(sent), timeout=WAIT)
+    assert not [r for r in tab.session.rows if r.kind == "gap"]
+    assert not [r for r in tab.session.rows if r.kind == "note" and "lost" in r.text]
+    assert tab.session.status.phase == "live"
