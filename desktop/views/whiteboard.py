@@ -141,7 +141,7 @@ def render(board: Board, size: QSize) -> QImage:
 class WhiteboardCanvas(QWidget):
     """A board scaled to fit the widget at its own aspect ratio.
 
-    Drawing a stroke costs about a tenth of a millisecond (docs/benchmarks.md, "Whiteboard
+    Drawing a stroke costs 0.1-0.2 ms (docs/benchmarks.md, "Whiteboard
     replay"), so the canvas keeps the board it drew as an image: a repaint shows that image,
     and a board that only gained shapes since (a live board) gets just the new ones drawn on.
     """
