@@ -8,6 +8,7 @@ compare what they see with what a teacher describes. A thin border sets it off f
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from PySide6.QtCore import QEvent, QPointF, QRectF, QSize, Qt, QTimer, Signal
@@ -63,22 +64,26 @@ def paint_board(painter: QPainter, board: Board, target: QRectF) -> None:
     """Paint ``board`` into ``target``, its background and border included."""
     if target.width() <= 0 or target.height() <= 0:
         return
+    painter.fillRect(target, BOARD_COLOUR)
+    paint_shapes(painter, board.shapes.values(), target)
+    painter.save()
+    painter.setPen(QPen(BORDER_COLOUR, 0))  # cosmetic: one device pixel at any scale
+    painter.setBrush(Qt.BrushStyle.NoBrush)
+    painter.drawRect(target.adjusted(-1, -1, 0, 0))
+    painter.restore()
+
+
+def paint_shapes(painter: QPainter, shapes: Iterable[Shape], target: QRectF) -> None:
+    """Paint ``shapes`` over what ``target`` shows already, clipped to it."""
     painter.save()
     painter.setRenderHint(QPainter.RenderHint.Antialiasing)
     painter.setRenderHint(QPainter.RenderHint.TextAntialiasing)
-    painter.fillRect(target, BOARD_COLOUR)
     painter.setClipRect(target)
     painter.translate(target.topLeft())
     scale = target.width() / BOARD_WIDTH
     painter.scale(scale, scale)
-    for shape in board.shapes.values():
+    for shape in shapes:
         _paint_shape(painter, shape)
-    painter.restore()
-    painter.save()
-    painter.setRenderHint(QPainter.RenderHint.Antialiasing, False)
-    painter.setPen(QPen(BORDER_COLOUR, 0))  # cosmetic: one device pixel at any scale
-    painter.setBrush(Qt.BrushStyle.NoBrush)
-    painter.drawRect(target.adjusted(-1, -1, 0, 0))
     painter.restore()
 
 
@@ -114,11 +119,11 @@ def _paint_stroke(painter: QPainter, stroke: Stroke) -> None:
             painter.setPen(pen)
             painter.drawLine(QPointF(start[0], start[1]), QPointF(end[0], end[1]))
         return
-    # Through the midpoints of the segments, as tldraw and Excalidraw smooth a pen's line.
+    # Straight through every point sent, as members' clients store it: smoothing through the
+    # midpoints, as some pens draw, would cut the corners of a few-point line or arrow.
     path = QPainterPath(QPointF(points[0][0], points[0][1]))
-    for (x, y, _), (next_x, next_y, _) in zip(points[1:], points[2:], strict=False):
-        path.quadTo(x, y, (x + next_x) / 2, (y + next_y) / 2)
-    path.lineTo(points[-1][0], points[-1][1])
+    for x, y, _ in points[1:]:
+        path.lineTo(x, y)
     painter.setPen(pen)
     painter.drawPath(path)
 
@@ -134,11 +139,18 @@ def render(board: Board, size: QSize) -> QImage:
 
 
 class WhiteboardCanvas(QWidget):
-    """A board scaled to fit the widget at its own aspect ratio."""
+    """A board scaled to fit the widget at its own aspect ratio.
+
+    Drawing a stroke costs 0.1-0.2 ms (docs/benchmarks.md, "Whiteboard
+    replay"), so the canvas keeps the board it drew as an image: a repaint shows that image,
+    and a board that only gained shapes since (a live board) gets just the new ones drawn on.
+    """
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._board = Board()
+        self._image: QImage | None = None
+        self._drawn: list[Shape] = []  # the shapes on the image, in order
         self.setAccessibleName("Whiteboard")
         self.setMinimumSize(160, 90)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
@@ -160,9 +172,37 @@ class WhiteboardCanvas(QWidget):
         return QSize(640, 362)
 
     def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 - Qt's name
+        image = self._drawn_image()
         painter = QPainter(self)
-        paint_board(painter, self._board, self.board_rect())
+        painter.drawImage(0, 0, image)
         painter.end()
+
+    def _drawn_image(self) -> QImage:
+        ratio = self.devicePixelRatioF()
+        size = self.size() * ratio
+        shapes = list(self._board.shapes.values())
+        drawn = self._drawn
+        image = self._image
+        if (
+            image is None
+            or image.size() != size
+            or image.devicePixelRatioF() != ratio
+            or len(shapes) < len(drawn)
+            or any(old is not new for old, new in zip(drawn, shapes, strict=False))
+        ):
+            image = QImage(size, QImage.Format.Format_ARGB32_Premultiplied)
+            image.setDevicePixelRatio(ratio)
+            image.fill(Qt.GlobalColor.transparent)
+            painter = QPainter(image)
+            paint_board(painter, self._board, self.board_rect())
+            painter.end()
+            self._image = image
+        elif len(shapes) > len(drawn):
+            painter = QPainter(image)
+            paint_shapes(painter, shapes[len(drawn) :], self.board_rect())
+            painter.end()
+        self._drawn = shapes
+        return image
 
 
 class WhiteboardPanel(QWidget):

@@ -144,6 +144,36 @@ def test_the_board_looks_the_same_in_the_dark_theme(qtbot, qapp) -> None:
     assert border.lightness() < BOARD_COLOUR.lightness() - 60
 
 
+def test_a_live_board_gains_new_shapes_and_loses_erased_ones(qtbot, monkeypatch) -> None:
+    canvas = WhiteboardCanvas()
+    qtbot.addWidget(canvas)
+    canvas.resize(480, 270)
+    board = replay([red_line()])
+    canvas.set_board(board)
+
+    def colour(x: float, y: float) -> str:
+        return colour_at(canvas.grab().toImage(), canvas.board_rect(), x, y)
+
+    assert colour(800, 450) == RED
+    drawn: list[int] = []
+    paint_board = board_view.paint_board
+    monkeypatch.setattr(
+        board_view, "paint_board", lambda *args: (drawn.append(1), paint_board(*args))
+    )
+    board.apply(blue_line(FLOOR + 2))  # the live board grows in place
+    canvas.set_board(board)
+    assert colour(800, 200) == BLUE and colour(400, 450) == RED
+    assert not drawn  # only the new stroke was drawn, over the image kept
+    board.apply(erase(FLOOR + 3, "red"))
+    canvas.set_board(board)
+    assert colour(400, 450) == BOARD_COLOUR.name() and colour(800, 200) == BLUE
+    # The same id again replaces the stroke in its place: drawn again, whole.
+    board.apply(stroke(FLOOR + 4, "blue", [[100, 100], [300, 100]], color=RED, width=20))
+    canvas.set_board(board)
+    assert colour(800, 200) == BOARD_COLOUR.name() and colour(200, 100) == RED
+    assert len(drawn) == 2
+
+
 @pytest.fixture
 def panel(qtbot) -> WhiteboardPanel:
     panel = WhiteboardPanel()
