@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSplitter,
     QStackedWidget,
+    QStyledItemDelegate,
     QTableView,
     QTableWidget,
     QTableWidgetItem,
@@ -60,6 +61,15 @@ def status_text(status: Status) -> str:
         reason = f" ({status.detail})" if status.detail else ""
         return f"Reconnecting{when}{reason}"
     return f"Closed: {status.detail}" if status.detail else "Closed"
+
+
+class SeqDelegate(QStyledItemDelegate):
+    """Seqs are 16 digits and differ at the end: a narrow column keeps the end ("…436909"),
+    and the whole seq is in the selected frame."""
+
+    def initStyleOption(self, option, index) -> None:  # noqa: N802 - Qt's name
+        super().initStyleOption(option, index)
+        option.textElideMode = Qt.TextElideMode.ElideLeft
 
 
 class InspectorTab(QWidget):
@@ -102,9 +112,10 @@ class InspectorTab(QWidget):
         self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 6)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        self.table.setItemDelegateForColumn(StreamColumn.SEQ, SeqDelegate(self.table))
         metrics = self.table.fontMetrics()
         for column, sample in {
-            StreamColumn.SEQ: "1796184692047358",
+            StreamColumn.SEQ: "…2047358",
             StreamColumn.TIME: "00:00:00.000",
             StreamColumn.SENDER: "student-0000",
             StreamColumn.ROLE: "teacher",
@@ -184,6 +195,7 @@ class InspectorTab(QWidget):
         split.addWidget(self.side)
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 2)
+        split.setSizes([600, 400])
         split.setChildrenCollapsible(False)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 8, 0, 0)
