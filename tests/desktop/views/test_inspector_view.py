@@ -268,7 +268,15 @@ def test_open_in_inspector_from_classrooms(qtbot, console, join, room):
     (tab,) = console.inspector_view.open_tabs
     assert tab.session.room == room
     live(qtbot, tab)
-    console.inspector_view.close_tab(0)
+    # A second classroom by its id, in a tab of its own; the first one again is the same tab.
+    view = console.inspector_view
+    view.room.setText(f"{room}-b")
+    qtbot.keyClick(view.room, Qt.Key.Key_Return)
+    assert [t.session.room for t in view.open_tabs] == [room, f"{room}-b"]
+    assert view.open_room(room) is tab and view.tabs.currentIndex() == 0
+    assert view.open_room("not a room!") is None
+    view.close_tab(1)
+    view.close_tab(0)
     assert console.inspector_view.open_tabs == []
     assert console.inspector_view.pages.currentWidget() is console.inspector_view.empty
 
