@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import pytest
@@ -109,6 +110,21 @@ def staging(settings_path, cloudformation):
     )
     store.set_current(environment.name)
     return environment
+
+
+@pytest.fixture
+def console(qtbot, open_window, redis_server):
+    """The console on its running sandbox (on the tests' shared Redis)."""
+    window = open_window(redis_url=redis_server)
+    window.supervisor.start()
+    qtbot.waitUntil(lambda: window.supervisor.state.phase is Phase.RUNNING, timeout=20_000)
+    return window
+
+
+@pytest.fixture
+def room() -> str:
+    """A classroom of this test alone (the tests share one Redis)."""
+    return f"room-{uuid.uuid4().hex[:10]}"
 
 
 def pytest_collection_modifyitems(items) -> None:

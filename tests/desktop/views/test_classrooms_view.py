@@ -4,7 +4,6 @@ WebSocket: what support staff see, and what their actions really do to the membe
 from __future__ import annotations
 
 import getpass
-import uuid
 
 import pytest
 from PySide6.QtCore import Qt
@@ -18,25 +17,15 @@ from desktop.models.classrooms import (
     ClassroomColumn,
     MemberColumn,
 )
-from desktop.workers.sandbox import Phase
 
 WAIT = 20_000
 
 
 @pytest.fixture
-def console(qtbot, open_window, redis_server):
+def console(console):
     """The console on its running sandbox, showing the Classrooms section."""
-    window = open_window(redis_url=redis_server)
-    window.supervisor.start()
-    qtbot.waitUntil(lambda: window.supervisor.state.phase is Phase.RUNNING, timeout=WAIT)
-    window.show_section(1)
-    return window
-
-
-@pytest.fixture
-def room() -> str:
-    """A classroom of this test alone (the tests share one Redis)."""
-    return f"room-{uuid.uuid4().hex[:10]}"
+    console.show_section(1)
+    return console
 
 
 def listed(qtbot, window, condition) -> None:

@@ -8,26 +8,11 @@ import logging
 import socket
 import uuid
 
-import pytest
 from PySide6.QtCore import Qt
 
 from desktop.models.inspector import StreamColumn
-from desktop.workers.sandbox import Phase
 
 WAIT = 20_000
-
-
-@pytest.fixture
-def console(qtbot, open_window, redis_server):
-    window = open_window(redis_url=redis_server)
-    window.supervisor.start()
-    qtbot.waitUntil(lambda: window.supervisor.state.phase is Phase.RUNNING, timeout=WAIT)
-    return window
-
-
-@pytest.fixture
-def room() -> str:
-    return f"insp-{uuid.uuid4().hex[:10]}"
 
 
 def live(qtbot, tab) -> None:
