@@ -213,7 +213,6 @@ class InspectorTab(QWidget):
         s.members_changed.connect(self._members)
         s.types_changed.connect(self._types)
         s.board_added.connect(self.board.add_messages)
-        s.board_reset.connect(self.board.set_messages)
         s.sent.connect(self._sent)
         self.pause_button.toggled.connect(s.set_paused)
         self.pause_button.toggled.connect(
@@ -303,7 +302,20 @@ class InspectorTab(QWidget):
 
     def show_status(self, status: Status) -> None:
         self.state.set_state(status_text(status), PHASE_TONES.get(status.phase))
-        self.send_button.setEnabled(not self.session.offline)
+        self.show_mode()
+
+    def show_mode(self) -> None:
+        """Send is off in read-only mode and for a session opened from a file, and says why."""
+        s = self.session
+        self.send_button.setEnabled(not s.offline and not s.read_only)
+        if s.offline:
+            why = "This session was opened from a file: there is no classroom to send to."
+        elif s.read_only:
+            why = "Read-only mode: Allow Changes in the toolbar to send into the classroom."
+        else:
+            why = "Send the frame into the classroom as a support member (audited)"
+        self.send_button.setToolTip(why)
+        self.resend_button.setToolTip(why if self.send_button.isEnabled() else "")
 
     def _members(self, members: list[Member]) -> None:
         self.members.setRowCount(len(members))
@@ -421,6 +433,7 @@ class InspectorView(QWidget):
         self.read_only = read_only
         for tab in self.open_tabs:
             tab.session.read_only = read_only
+            tab.show_mode()
 
     def join(self) -> None:
         self.open_room(self.room.text().strip())

@@ -88,12 +88,14 @@ def test_an_injection_reaches_every_member_as_support_and_is_audited(
     live(qtbot, tab)
     assert tab.compose.toPlainText() == tab.templates[0].text  # the first template, chat
 
-    # Read-only mode: nothing leaves the console.
-    tab.send_button.click()
+    # Read-only mode: nothing leaves the console, and Send says so.
+    assert not tab.send_button.isEnabled() and "Read-only" in tab.send_button.toolTip()
+    tab.send()
     assert any(m.text.startswith("Read-only mode: nothing was sent") for m in posted)
     assert not frames(tab, "ack")
 
     console.allow_changes_action.trigger()
+    assert tab.send_button.isEnabled()
     tab.compose.setPlainText('{"action": "send", "type": "Bad Type", "data": {}}')
     tab.send_button.click()
     assert any("type must be" in m.text for m in posted)
