@@ -8,11 +8,13 @@ offline, in a tab of its own.
 from __future__ import annotations
 
 import json
+import math
 import re
+import time
 from datetime import datetime
 from pathlib import Path
 
-from PySide6.QtCore import QModelIndex, Qt
+from PySide6.QtCore import QModelIndex, Qt, QTimer
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -51,13 +53,15 @@ PHASE_TONES = {"live": "good", "connecting": "warn", "reconnecting": "warn", "cl
 ALL_TYPES = "All types"
 
 
-def status_text(status: Status) -> str:
+def status_text(status: Status, retry_in: float | None = None) -> str:
+    """The connection's state in a phrase; ``retry_in`` counts down a reconnect's pause."""
     if status.phase == "live":
         return "Live: you are in the classroom, unseen"
     if status.phase == "connecting":
         return "Connecting…"
     if status.phase == "reconnecting":
-        when = f" in {status.retry_in:.0f} s" if status.retry_in else ""
+        left = status.retry_in if retry_in is None else retry_in
+        when = f" in {math.ceil(left)} s" if left and left > 0 else ""
         reason = f" ({status.detail})" if status.detail else ""
         return f"Reconnecting{when}{reason}"
     return f"Closed: {status.detail}" if status.detail else "Closed"
@@ -147,6 +151,10 @@ class InspectorTab(QWidget):
         self.resend_button.setEnabled(False)
         self.outcome = note()
         self._last_sent: dict | None = None
+        self._retry_at: float | None = None
+        self._countdown = QTimer(self)
+        self._countdown.setInterval(1000)
+        self._countdown.timeout.connect(self._tick_status)
 
         self._layout()
         self._connect()
@@ -301,8 +309,19 @@ class InspectorTab(QWidget):
         self.counts.set_full_text(" · ".join(parts))
 
     def show_status(self, status: Status) -> None:
-        self.state.set_state(status_text(status), PHASE_TONES.get(status.phase))
+        self._retry_at = time.monotonic() + status.retry_in if status.retry_in else None
+        self._tick_status()
+        if self._retry_at is not None:
+            self._countdown.start()
         self.show_mode()
+
+    def _tick_status(self) -> None:
+        status = self.session.status
+        left = self._retry_at - time.monotonic() if self._retry_at is not None else None
+        if left is not None and left <= 0:
+            self._countdown.stop()
+            left = None
+        self.state.set_state(status_text(status, left), PHASE_TONES.get(status.phase))
 
     def show_mode(self) -> None:
         """Send is off in read-only mode and for a session opened from a file, and says why."""
