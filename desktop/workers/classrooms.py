@@ -431,23 +431,25 @@ class ClassroomsPresenter(QObject):
     def busy(self) -> bool:
         return self._busy > 0
 
-    def _read(self, fn, *args, done: Callable, what: str | None = None) -> FunctionWorker:
-        """``fn(*args)`` in a worker; ``done`` gets its value unless the environment changed."""
+    def _read(
+        self, fn, *args, done: Callable, what: str | None = None, busy: bool = False
+    ) -> None:
+        """``fn(*args)`` in a worker; ``done`` gets its value unless the environment changed.
+        With ``busy`` it is an action: the action buttons wait for it."""
         generation = self._generation
         worker = FunctionWorker(fn, *args)
         worker.signals.returned.connect(
             lambda value: done(value) if generation == self._generation else None
         )
         worker.signals.errored.connect(lambda error: self._failed(generation, error, what))
+        if busy:  # connected before it starts: a fast worker must not finish unheard
+            self._busy += 1
+            self.busy_changed.emit(True)
+            worker.signals.finished.connect(self._unbusy)
         start(worker, report_errors=False)
-        return worker
 
     def _run(self, fn, *args, done: Callable, what: str) -> None:
-        """An action: as ``_read``, while ``busy`` (the action buttons wait for it)."""
-        self._busy += 1
-        self.busy_changed.emit(True)
-        worker = self._read(fn, *args, done=done, what=what)
-        worker.signals.finished.connect(self._unbusy)
+        self._read(fn, *args, done=done, what=what, busy=True)
 
     def _unbusy(self) -> None:
         self._busy -= 1
