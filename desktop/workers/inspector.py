@@ -113,7 +113,8 @@ class InspectorSession(QObject):
         self._incoming: list = []
         self._worker: GeneratorWorker | None = None
         self.spool: sessions.Spool | None = None
-        self.offline = service is None
+        # ``client`` without a service (a benchmark's feeder): live, members not loaded.
+        self.offline = service is None and client is None
         self._client = client
         if not self.offline and client is None:
             self._client = RoomClient(room, lambda: service.join_url(room))
