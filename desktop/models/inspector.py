@@ -13,7 +13,7 @@ from typing import Any
 from PySide6.QtCore import Qt
 
 from desktop.models.base import RowTableModel, tone
-from desktop.services.stream import StreamRow, preview
+from desktop.services.stream import StreamRow
 
 
 class StreamColumn(IntEnum):
@@ -61,8 +61,7 @@ class StreamModel(RowTableModel[StreamRow]):
                 return "gap"
             return str(row.seq) if row.seq is not None else ""
         if column == StreamColumn.TIME:
-            ts = row.frame.get("ts") if row.kind in ("live", "history", "filled") else None
-            when = ts / 1000 if isinstance(ts, int | float) and row.kind != "live" else row.at
+            when = row.ts / 1000 if row.ts and row.kind in ("history", "filled") else row.at
             return datetime.fromtimestamp(when).strftime("%H:%M:%S.%f")[:-3]
         if column == StreamColumn.SENDER:
             return row.sender
@@ -73,7 +72,7 @@ class StreamModel(RowTableModel[StreamRow]):
         if column == StreamColumn.SIZE:
             return f"{row.size:,}" if row.size else ""
         if column == StreamColumn.PREVIEW:
-            return preview(row)
+            return row.preview
         return None
 
     def data(self, index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
@@ -97,7 +96,7 @@ class StreamModel(RowTableModel[StreamRow]):
 
     def tooltip(self, row: StreamRow, column: int) -> Any:
         if row.kind == "gap":
-            return str(row.frame.get("note", ""))
+            return row.text
         if column == StreamColumn.SEQ and row.kind in KIND_NAMES:
             return f"This frame came {KIND_NAMES[row.kind]}."
         if column == StreamColumn.PREVIEW and row.kind not in ("gap", "note"):

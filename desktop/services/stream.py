@@ -1,7 +1,10 @@
 """The rows of the Inspector's stream as plain data: a frame, a gap, a note (no Qt).
 
-The Inspector's session and its table both hold them; a row's ``text`` (the frame as one line of
-JSON) is what the text filter searches.
+The Inspector's session and its table both hold them, up to 20,000 a tab. A row keeps what its
+line shows (read once, as it arrives) and the frame as its line of JSON (``text``: what the
+text filter searches, and what the selected frame is read from), not the frame's objects: a
+parsed frame is a few dozen objects for the garbage collector to walk, and 20,000 of them made
+its every full pass a stall of the console (docs/benchmarks.md, the Inspector).
 """
 
 from __future__ import annotations
@@ -19,63 +22,70 @@ class StreamRow:
     number: int  # arrival order in this session
     at: float  # epoch seconds it arrived
     kind: str  # "live", "history", "filled", "gap", "note", "sent"
-    frame: dict
+    text: str  # the frame as one line of JSON; a note's or a gap's sentence
     size: int = 0
-    text: str = ""  # the frame as one line of JSON: what the text filter searches
+    seq: int | None = None
+    ts: int | None = None  # the message's time (epoch ms), as the backend stamped it
+    event: str = ""  # message, ack, join... "gateway" for API Gateway's own; the kind for marks
+    type: str = ""  # the message's type, else the event
+    sender: str = ""
+    role: str = ""
+    preview: str = ""
+    after: int | None = None  # a gap: the last seq held before it
+    before: int | None = None  # and the first after it
 
     @property
-    def seq(self) -> int | None:
-        seq = self.frame.get("seq")
-        return seq if isinstance(seq, int) and not isinstance(seq, bool) else None
-
-    @property
-    def event(self) -> str:
-        if self.kind in ("gap", "note", "sent"):
-            return self.kind
-        return str(self.frame.get("event", "gateway" if "message" in self.frame else ""))
-
-    @property
-    def type(self) -> str:
-        """The message's type, or the event for other frames (``ack``, ``join``...)."""
-        kind = self.frame.get("type")
-        if isinstance(kind, str):
-            return kind
-        return self.event
-
-    @property
-    def sender(self) -> str:
-        origin = self.frame.get("from")
-        if isinstance(origin, dict):
-            return str(origin.get("userId", ""))
-        return str(self.frame.get("userId", ""))
-
-    @property
-    def role(self) -> str:
-        origin = self.frame.get("from")
-        if isinstance(origin, dict):
-            return str(origin.get("role", ""))
-        return str(self.frame.get("role", ""))
+    def frame(self) -> dict:
+        """The frame (parsed again: rows keep its text, not its objects); a mark's fields."""
+        if self.kind in ("gap", "note"):
+            fields = {"note": self.text}
+            if self.after is not None:
+                fields |= {"after": self.after, "before": self.before}
+            return fields
+        return json.loads(self.text)
 
 
 def row_for(number: int, at: float, frame: dict, size: int, kind: str) -> StreamRow:
-    return StreamRow(number, at, kind, frame, size, json.dumps(frame, separators=(",", ":")))
+    origin = frame.get("from")
+    origin = origin if isinstance(origin, dict) else frame
+    seq = frame.get("seq")
+    ts = frame.get("ts")
+    if kind == "sent":
+        event = "sent"
+    else:
+        event = str(frame.get("event", "gateway" if "message" in frame else ""))
+    kind_of = frame.get("type")
+    return StreamRow(
+        number=number,
+        at=at,
+        kind=kind,
+        text=json.dumps(frame, separators=(",", ":")),
+        size=size,
+        seq=seq if isinstance(seq, int) and not isinstance(seq, bool) else None,
+        ts=ts if isinstance(ts, int) and not isinstance(ts, bool) else None,
+        event=event,
+        type=kind_of if isinstance(kind_of, str) else event,
+        sender=str(origin.get("userId", "")),
+        role=str(origin.get("role", "")),
+        preview=_preview(frame, event),
+    )
 
 
-def note_row(number: int, at: float, kind: str, text: str, **fields) -> StreamRow:
-    frame = {"note": text, **fields}
-    return StreamRow(number, at, kind, frame, 0, text)
+def note_row(
+    number: int, at: float, kind: str, text: str, *, after: int | None = None, before=None
+) -> StreamRow:
+    return StreamRow(
+        number, at, kind, text, event=kind, type=kind, preview=text, after=after, before=before
+    )
 
 
-def preview(row: StreamRow) -> str:
-    if row.kind in ("gap", "note"):
-        return str(row.frame.get("note", ""))
-    frame = row.frame
-    if frame.get("event") == "message" or row.kind == "sent":
+def _preview(frame: dict, event: str) -> str:
+    if event in ("message", "sent"):
         body = frame.get("data")
         text = (
             json.dumps(body, separators=(",", ":"), ensure_ascii=False) if body is not None else ""
         )
-    elif frame.get("event") == "error":
+    elif event == "error":
         text = f"{frame.get('code')}: {frame.get('message')}"
     else:
         shown = {k: v for k, v in frame.items() if k not in ("event", "room")}

@@ -234,7 +234,7 @@ class InspectorSession(QObject):
             oldest = self.rows[over].number
             del self.rows[:over]
             self.dropped += over
-            gone = bisect.bisect_left([r.number for r in self.shown], oldest)
+            gone = bisect.bisect_left(self.shown, oldest, key=lambda row: row.number)
             if gone:
                 del self.shown[:gone]
                 self.rows_dropped.emit(gone)
