@@ -691,7 +691,8 @@ class Probe:
 
         def counted(events: list):
             now_wall, now = time.time(), time.perf_counter()
-            for event in events:
+            for item in events:  # (event, its row made in the worker thread), or an event
+                event = item[0] if isinstance(item, tuple) else item
                 if not isinstance(event, Received) or event.frame.get("event") != "message":
                     continue
                 seq = event.frame.get("seq")
@@ -784,9 +785,10 @@ def run(source, args: argparse.Namespace, progress=print) -> dict:
     app.processEvents()
     probe = Probe(session)
     # As the console does once its window is built (desktop/app.py): later full collections
-    # scan only what was made since.
-    gc.collect()
-    gc.freeze()
+    # scan only what was made since, and the GUI thread gets the GIL back sooner.
+    from desktop.app import settle
+
+    settle()
     report: dict = {
         "platform": app.platformName(),
         "size": list(VIEW_SIZE),

@@ -109,6 +109,25 @@ def _shutdown() -> None:
         log.warning("some background work was still running at quit")
 
 
+# How long a thread may hold the GIL while another waits for it. Painting a table calls Python
+# once for each cell and role, a couple of thousand calls a paint; while a worker thread reads a
+# fast classroom, each of those calls waited up to Python's default 5 ms for the GIL, so one
+# paint took a tenth of a second (docs/benchmarks.md, the Inspector).
+SWITCH_INTERVAL = 0.0005
+
+
+def settle() -> None:
+    """Once the window is built: the runtime tuned for a GUI thread that must not wait.
+
+    Freezes the start-up heap (Qt's wrappers, botocore's models), so that later full
+    collections scan only what the console made since and never pause it for long; and lets
+    the GUI thread have the GIL back sooner from workers that keep it busy.
+    """
+    gc.collect()
+    gc.freeze()
+    sys.setswitchinterval(SWITCH_INTERVAL)
+
+
 def run(argv: list[str] | None = None) -> int:
     """Open the console; returns the exit code."""
     app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv)
@@ -138,10 +157,7 @@ def run(argv: list[str] | None = None) -> int:
         fatal(messages.sentence(error))
         return 1
 
-    # Freeze the start-up heap (Qt's wrappers, botocore's models): later full collections scan
-    # only what the console made since, so they never pause the GUI for long.
-    gc.collect()
-    gc.freeze()
+    settle()
     window.show()
     code = app.exec()
     _shutdown()

@@ -431,9 +431,7 @@ class ClassroomsPresenter(QObject):
     def busy(self) -> bool:
         return self._busy > 0
 
-    def _read(
-        self, fn, *args, done: Callable, what: str | None = None, busy: bool = False
-    ) -> None:
+    def _read(self, fn, *args, done: Callable, what: str | None = None, busy: bool = False) -> None:
         """``fn(*args)`` in a worker; ``done`` gets its value unless the environment changed.
         With ``busy`` it is an action: the action buttons wait for it."""
         generation = self._generation
