@@ -146,6 +146,18 @@ class RowTableModel(QAbstractTableModel, Generic[Row]):
             return self.tooltip(row, index.column())
         return None
 
+    def multiData(self, index: Index, roleDataSpan) -> None:  # noqa: N802, N803 - Qt's names
+        """Every role a view asks of a cell in one call into Python, not one call each: a
+        paint asks seven roles of each cell it shows, and each call from Qt into Python waits
+        for the GIL, behind whatever worker thread holds it."""
+        for n in range(roleDataSpan.size()):
+            role_data = roleDataSpan[n]
+            value = self.data(index, role_data.role())
+            if value is None:
+                role_data.clearData()
+            else:
+                role_data.setData(value)
+
     def headerData(
         self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
     ) -> Any:
