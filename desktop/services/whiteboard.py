@@ -247,7 +247,8 @@ class ReadEntry:
 @dataclass(frozen=True, slots=True)
 class ReadBatch:
     """A batch of messages as ``read_messages`` read them: its whiteboard messages with a seq,
-    the first of each seq, in seq order."""
+    the first of each seq, in seq order. Batches may be joined (``ReadBatch(a.entries +
+    b.entries)``): ``add_read`` puts what it is given in order."""
 
     entries: tuple[ReadEntry, ...] = ()
 
@@ -464,9 +465,16 @@ class BoardTimeline:
         arrives late replays ``latest`` from ``base`` (see the class for one older than it).
         Then the oldest beyond ``max_messages`` are folded into ``base``."""
         base = self.base
+        given = batch.entries
+        if any(a.seq >= b.seq for a, b in zip(given, given[1:], strict=False)):
+            # Not as read_messages leaves a batch (several joined, say): first of a seq wins.
+            first: dict[int, ReadEntry] = {}
+            for entry in given:
+                first.setdefault(entry.seq, entry)
+            given = tuple(sorted(first.values(), key=lambda entry: entry.seq))
         entries = []
         before: list[ReadEntry] = []
-        for entry in batch.entries:
+        for entry in given:
             if base.seq is not None and entry.seq <= base.seq:
                 if entry.seq < base.seq and not self._was_held(entry):
                     before.append(entry)

@@ -378,6 +378,15 @@ def test_read_messages_reads_a_batch_in_seq_order_the_first_of_each_seq() -> Non
     assert timeline.latest.shapes == replay(frames).shapes and timeline.latest.malformed == 1
 
 
+def test_batches_read_apart_and_joined_apply_as_one() -> None:
+    frames = stream()
+    late, early = read_messages(frames[4:]), read_messages([*frames[:5], stroke(FLOOR + 7, "x")])
+    timeline = BoardTimeline()
+    assert timeline.add_read(ReadBatch(late.entries + early.entries)) == 6
+    assert list(timeline.seqs) == [FLOOR + n for n in (1, 3, 4, 5, 6, 7)]
+    same_board(timeline.latest, replay(frames))  # the first of seq 7 given won
+
+
 def test_read_messages_shares_nothing_between_threads() -> None:
     frames = lesson_stream(2_000, seed=3)
     batches = [frames[n : n + 100] for n in range(0, len(frames), 100)]
