@@ -36,6 +36,7 @@ KEEPALIVE = 300.0  # a ping this often keeps an idle connection within API Gatew
 MAX_AGE = 2 * 3600 - 300  # renewed five minutes before API Gateway's two-hour limit
 BACKOFF = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 USER_AGENT = "ClassroomConsole-Inspector"
+HELD = 100_000  # seqs remembered to drop a repeat; older ones are taken as held
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ class RoomClient:
         self.clock = clock
         self.latest = 0  # the highest seq held
         self._held: set[int] = set()
+        self._forgotten = 0  # seqs up to this one are taken as held without being kept
         self._ws: websocket.WebSocket | None = None
         self._lock = threading.Lock()
 
@@ -256,10 +258,13 @@ class RoomClient:
         """Takes ``seq`` as held; False if it already was."""
         if not isinstance(seq, int) or isinstance(seq, bool):
             return True
-        if seq in self._held:
+        if seq in self._held or (self._forgotten and seq <= self._forgotten):
             return False
         self._held.add(seq)
         self.latest = max(self.latest, seq)
+        if len(self._held) > HELD:  # seqs far behind are not sent again: forget them
+            self._forgotten = self.latest - HELD // 2
+            self._held = {s for s in self._held if s > self._forgotten}
         return True
 
 

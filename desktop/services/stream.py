@@ -38,7 +38,7 @@ class StreamRow:
     def frame(self) -> dict:
         """The frame (parsed again: rows keep its text, not its objects); a mark's fields."""
         if self.kind in ("gap", "note"):
-            fields = {"note": self.text}
+            fields: dict = {"note": self.text}
             if self.after is not None:
                 fields |= {"after": self.after, "before": self.before}
             return fields

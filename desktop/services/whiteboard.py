@@ -13,8 +13,9 @@ origin top-left, y down) that every viewer scales to fit: a classroom board show
 frame to every member, whatever their window, which an infinite canvas with a camera per user
 (as tldraw and Excalidraw have) would not.
 
-Replaying to a seq is cheap once each message is read: ``BoardTimeline`` reads a stream's
-messages once and replays what it read (docs/benchmarks.md, "Whiteboard replay").
+Replaying to a seq is cheap once each message is read: ``read_messages`` reads a batch once
+(off the GUI thread: it shares nothing), ``BoardTimeline`` keeps the latest ``MAX_MESSAGES``
+read and replays what it kept (docs/benchmarks.md, "Whiteboard replay").
 """
 
 from __future__ import annotations
@@ -234,7 +235,7 @@ def _points(points: Any) -> tuple[Point, ...]:
 
 
 @dataclass(frozen=True, slots=True)
-class _Entry:
+class ReadEntry:
     """A whiteboard message as read once: what it changes, or why it draws nothing."""
 
     seq: int
@@ -243,14 +244,50 @@ class _Entry:
     change: Change | MalformedShape
 
 
-def _read(message: dict, seq: int) -> _Entry:
+@dataclass(frozen=True, slots=True)
+class ReadBatch:
+    """A batch of messages as ``read_messages`` read them: its whiteboard messages with a seq,
+    the first of each seq, in seq order. Batches may be joined (``ReadBatch(a.entries +
+    b.entries)``): ``add_read`` puts what it is given in order."""
+
+    entries: tuple[ReadEntry, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
+def read_messages(messages: Iterable[dict]) -> ReadBatch:
+    """Read a batch of message frames (any types) for ``BoardTimeline.add_read``.
+
+    This is where a stroke's every point is checked, the cost of the whiteboard; it touches no
+    shared state (its result holds only new immutable objects), so the Inspector calls it in
+    its worker thread and hands the result to the GUI thread. Frames of other types and frames
+    without an integer seq are left out; within the batch the first frame of a seq wins. The
+    frames must not change while it reads them.
+    """
+    fresh: dict[int, ReadEntry] = {}
+    for message in messages:
+        if not is_whiteboard(message):
+            continue
+        seq = message_seq(message)
+        if seq is None or seq in fresh:
+            continue
+        fresh[seq] = _read(message, seq)
+    entries = list(fresh.values())
+    if any(a.seq > b.seq for a, b in zip(entries, entries[1:], strict=False)):
+        entries.sort(key=lambda entry: entry.seq)
+    return ReadBatch(tuple(entries))
+
+
+def _read(message: dict, seq: int) -> ReadEntry:
     kind = message["type"]
     ts = message.get("ts")
     try:
         change: Change | MalformedShape = read_change(kind, message.get("data"), seq)
     except MalformedShape as problem:
-        change = problem
-    return _Entry(
+        # Without its traceback, which would keep the message's data alive with the entry.
+        change = problem.with_traceback(None)
+    return ReadEntry(
         seq, ts if isinstance(ts, int) and not isinstance(ts, bool) else None, kind, change
     )
 
@@ -265,8 +302,12 @@ class Board:
     def __init__(self) -> None:
         self._shapes: dict[str, Shape] = {}
         self.seq: int | None = None  # the last whiteboard seq applied
+        self.cleared: int | None = None  # the seq of the last clear applied
         self.malformed = 0
         self.malformed_by_type: Counter[str] = Counter()
+        # Changes that took a shape off or replaced one; while it stays the same, the board
+        # only gained shapes, at the end (what a canvas drawing it in steps needs to know).
+        self.rewrites = 0
 
     @property
     def shapes(self) -> Mapping[str, Shape]:
@@ -277,8 +318,10 @@ class Board:
         board = Board()
         board._shapes = dict(self._shapes)
         board.seq = self.seq
+        board.cleared = self.cleared
         board.malformed = self.malformed
         board.malformed_by_type = Counter(self.malformed_by_type)
+        board.rewrites = self.rewrites
         return board
 
     def apply(self, message: dict) -> bool:
@@ -292,21 +335,31 @@ class Board:
             return False
         return self._perform(_read(message, seq))
 
-    def _perform(self, entry: _Entry) -> bool:
+    def _perform(self, entry: ReadEntry) -> bool:
         self.seq = entry.seq
         change = entry.change
+        shapes = self._shapes
         if isinstance(change, MalformedShape):
-            self.malformed += 1
-            self.malformed_by_type[entry.kind] += 1
+            self._count_malformed(entry.kind)
             return False
         if isinstance(change, Clear):
-            self._shapes.clear()
+            self.cleared = entry.seq
+            if shapes:
+                shapes.clear()
+                self.rewrites += 1
         elif isinstance(change, Erase):
             for shape_id in change.ids:
-                self._shapes.pop(shape_id, None)
+                if shapes.pop(shape_id, None) is not None:
+                    self.rewrites += 1
         else:
-            self._shapes[change.id] = change
+            if change.id in shapes:
+                self.rewrites += 1
+            shapes[change.id] = change
         return True
+
+    def _count_malformed(self, kind: str) -> None:
+        self.malformed += 1
+        self.malformed_by_type[kind] += 1
 
 
 def replay(messages: Iterable[dict], until_seq: int | None = None) -> Board:
@@ -328,22 +381,46 @@ def replay(messages: Iterable[dict], until_seq: int | None = None) -> Board:
     return board
 
 
-class BoardTimeline:
-    """A classroom's whiteboard messages in seq order, each read once, and the board after any
-    of them.
+MAX_MESSAGES = 20_000  # whiteboard messages a timeline keeps for replay (the Inspector's row cap)
 
-    ``latest`` is the board after all of them, kept up to date as messages arrive, so a live
-    view appends without replaying. Positions count messages: position 0 is the empty board
-    before the first, position ``len(timeline)`` is ``latest``. Reading a message is the cost
-    (a stroke's every point is checked); replaying read messages is a few dictionary steps
-    each, so the board at any position is replayed from the start rather than from kept
+
+class BoardTimeline:
+    """A classroom's latest whiteboard messages in seq order, each read once, and the board
+    after any of them.
+
+    ``latest`` is the board after all the messages given, kept up to date as they arrive, so a
+    live view appends without replaying. The timeline keeps at most ``max_messages`` of them
+    for replay: past that the oldest go, their effect folded into ``base``, the board before
+    the oldest kept (empty until something was let go; ``dropped`` counts them). Positions
+    count kept messages: position 0 is ``base``, position ``len(timeline)`` is ``latest``.
+    Reading a message is the cost (a stroke's every point is checked, in ``read_messages``,
+    which the Inspector calls off the GUI thread); replaying read messages is a few dictionary
+    steps each, so the board at any position is replayed from ``base`` rather than from kept
     copies (docs/benchmarks.md, "Whiteboard replay").
+
+    A message that arrives late (a gap filled by ``sync``) takes its place among the kept ones
+    and ``latest`` is replayed from ``base``. One older than everything kept (its neighbours
+    were let go) cannot be replayed. When its effect on every kept board is certain it is
+    folded in: a malformed one is counted in ``base`` and ``latest``, and anything followed by
+    a clear that was let go changes no kept board. Anything else (a shape, an erase or a clear
+    before the window with no clear after it) is left out and counted in ``unplaced``:
+    ``latest`` and the boards replayed may then differ from the class's board, which the panel
+    says. Such a message needs a window's worth of whiteboard messages (20 s at 1,000 strokes
+    a second) to arrive between a gap and its sync. The stream (``RoomClient``) delivers each
+    seq once, so the timeline does not keep the seqs it let go.
     """
 
-    def __init__(self, messages: Iterable[dict] = ()) -> None:
+    def __init__(self, messages: Iterable[dict] = (), *, max_messages: int = MAX_MESSAGES) -> None:
+        if max_messages < 1:
+            raise ValueError("a timeline keeps at least one message")
+        self.max_messages = max_messages
         self._seqs: list[int] = []
-        self._entries: list[_Entry] = []
+        self._entries: list[ReadEntry] = []
+        self.base = Board()
         self.latest = Board()
+        self.dropped = 0  # messages let go, folded into base
+        self.unplaced = 0  # late messages older than base that could not be replayed
+        self.folded_late = 0  # late messages older than base that changed it (malformed ones)
         self.add(messages)
 
     def __len__(self) -> int:
@@ -351,6 +428,7 @@ class BoardTimeline:
 
     @property
     def seqs(self) -> Sequence[int]:
+        """The kept messages' seqs, in order."""
         return self._seqs
 
     def seq_at(self, position: int) -> int | None:
@@ -362,54 +440,110 @@ class BoardTimeline:
         return self._entries[position - 1].ts if position > 0 else None
 
     def position_of(self, seq: int) -> int:
-        """The position just after ``seq``: how many messages held have a seq up to it."""
+        """The position just after ``seq``: how many kept messages have a seq up to it (0 for a
+        seq let go)."""
         return bisect.bisect_right(self._seqs, seq)
 
     def clear(self) -> None:
         self._seqs.clear()
         self._entries.clear()
+        self.base = Board()
         self.latest = Board()
+        self.dropped = 0
+        self.unplaced = 0
+        self.folded_late = 0
 
     def add(self, messages: Iterable[dict]) -> int:
-        """Hold the whiteboard messages of a batch (other types, and seqs held already, are
-        ignored); how many were new. Messages past the last held move ``latest`` on; one
-        that arrives late (a gap filled by ``sync``) replays ``latest`` from the start."""
-        fresh: dict[int, _Entry] = {}
-        for message in messages:
-            if not is_whiteboard(message):
-                continue
-            seq = message_seq(message)
-            if seq is None or seq in fresh or self._holds(seq):
-                continue
-            fresh[seq] = _read(message, seq)
-        if not fresh:
-            return 0
-        entries = sorted(fresh.values(), key=lambda entry: entry.seq)
-        late = bool(self._seqs) and entries[0].seq < self._seqs[-1]
-        self._entries.extend(entries)
-        if late:
-            self._entries.sort(key=lambda entry: entry.seq)
-            self._seqs[:] = [entry.seq for entry in self._entries]
-            self.latest = Board()
-            entries = self._entries
-        else:
-            self._seqs.extend(entry.seq for entry in entries)
-        for entry in entries:
-            self.latest._perform(entry)
-        return len(fresh)
+        """Read and hold the whiteboard messages of a batch (other types, and seqs held
+        already, are ignored); how many were new. This reads on the calling thread: for a
+        live stream, ``read_messages`` in a worker and ``add_read`` here."""
+        return self.add_read(read_messages(messages))
+
+    def add_read(self, batch: ReadBatch) -> int:
+        """Hold a batch read by ``read_messages``; how many of its messages were new (seqs held
+        already are ignored). Messages past the last held move ``latest`` on in place; one that
+        arrives late replays ``latest`` from ``base`` (see the class for one older than it).
+        Then the oldest beyond ``max_messages`` are folded into ``base``."""
+        base = self.base
+        given = batch.entries
+        if any(a.seq >= b.seq for a, b in zip(given, given[1:], strict=False)):
+            # Not as read_messages leaves a batch (several joined, say): first of a seq wins.
+            first: dict[int, ReadEntry] = {}
+            for entry in given:
+                first.setdefault(entry.seq, entry)
+            given = tuple(sorted(first.values(), key=lambda entry: entry.seq))
+        entries = []
+        before: list[ReadEntry] = []
+        for entry in given:
+            if base.seq is not None and entry.seq <= base.seq:
+                if entry.seq < base.seq and not self._was_held(entry):
+                    before.append(entry)
+            elif not self._holds(entry.seq):
+                entries.append(entry)
+        for entry in before:
+            self._fold_before(entry)
+        if entries:
+            if self._seqs and entries[0].seq < self._seqs[-1]:
+                self._entries.extend(entries)
+                self._entries.sort(key=lambda entry: entry.seq)
+                self._seqs[:] = [entry.seq for entry in self._entries]
+                self.latest = base.copy()
+                latest_entries: Iterable[ReadEntry] = self._entries
+            else:
+                self._entries.extend(entries)
+                self._seqs.extend(entry.seq for entry in entries)
+                latest_entries = entries
+            perform = self.latest._perform
+            for entry in latest_entries:
+                perform(entry)
+            self._let_go(len(self._entries) - self.max_messages)
+        return len(entries) + len(before)
 
     def board_at(self, position: int) -> Board:
-        """The board after the first ``position`` messages (a copy the caller may keep)."""
+        """The board after the first ``position`` kept messages (a copy the caller may keep)."""
         if position >= len(self._entries):
             return self.latest.copy()
-        board = Board()
+        board = self.base.copy()
+        perform = board._perform
         for entry in self._entries[: max(position, 0)]:
-            board._perform(entry)
+            perform(entry)
         return board
 
     def board_after(self, seq: int) -> Board:
-        """The board just after ``seq``, as ``replay(messages, seq)`` would draw it."""
+        """The board just after ``seq``, as ``replay(messages, seq)`` would draw it (``base``
+        for a seq let go)."""
         return self.board_at(self.position_of(seq))
+
+    def _let_go(self, count: int) -> None:
+        if count <= 0:
+            return
+        perform = self.base._perform
+        for entry in self._entries[:count]:
+            perform(entry)
+        del self._entries[:count]
+        del self._seqs[:count]
+        self.dropped += count
+
+    def _fold_before(self, entry: ReadEntry) -> None:
+        """A late message older than ``base``: folded in when its effect is certain."""
+        base = self.base
+        if isinstance(entry.change, MalformedShape):
+            base._count_malformed(entry.kind)
+            self.latest._count_malformed(entry.kind)
+            self.folded_late += 1
+        elif base.cleared is None or base.cleared < entry.seq:
+            self.unplaced += 1
+
+    def _was_held(self, entry: ReadEntry) -> bool:
+        """Whether a message older than ``base`` is one let go already, as far as the boards
+        tell (a shape still on them from that very message)."""
+        change = entry.change
+        if isinstance(change, Stroke | Text):
+            return any(
+                getattr(board._shapes.get(change.id), "seq", None) == entry.seq
+                for board in (self.base, self.latest)
+            )
+        return False
 
     def _holds(self, seq: int) -> bool:
         at = bisect.bisect_left(self._seqs, seq)

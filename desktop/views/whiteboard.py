@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from itertools import islice
 
 from PySide6.QtCore import QEvent, QPointF, QRectF, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPainterPath, QPaintEvent, QPen
@@ -27,11 +28,14 @@ from desktop.models.base import local_time, tone
 from desktop.services.whiteboard import (
     BOARD_HEIGHT,
     BOARD_WIDTH,
+    MAX_MESSAGES,
     Board,
     BoardTimeline,
+    ReadBatch,
     Shape,
     Stroke,
     Text,
+    read_messages,
 )
 
 BOARD_COLOUR = QColor("#fdfdfb")
@@ -143,14 +147,19 @@ class WhiteboardCanvas(QWidget):
 
     Drawing a stroke costs 0.1-0.2 ms (docs/benchmarks.md, "Whiteboard
     replay"), so the canvas keeps the board it drew as an image: a repaint shows that image,
-    and a board that only gained shapes since (a live board) gets just the new ones drawn on.
+    and a board that only gained shapes since (a live board: the same object, no shape taken
+    off or replaced, ``Board.rewrites`` unchanged) gets just the new ones drawn on, found
+    from the end without looking at the rest. ``set_board`` only asks for a repaint, which Qt
+    does once for any number of calls before the event loop runs again.
     """
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._board = Board()
         self._image: QImage | None = None
-        self._drawn: list[Shape] = []  # the shapes on the image, in order
+        # What the image shows: that board, at that many rewrites, its first so many shapes.
+        self._drawn: tuple[Board | None, int, int] = (None, 0, 0)
+        self.full_draws = 0  # whole boards drawn (for tests and the benchmark)
         self.setAccessibleName("Whiteboard")
         self.setMinimumSize(160, 90)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
@@ -180,28 +189,33 @@ class WhiteboardCanvas(QWidget):
     def _drawn_image(self) -> QImage:
         ratio = self.devicePixelRatioF()
         size = self.size() * ratio
-        shapes = list(self._board.shapes.values())
-        drawn = self._drawn
+        board = self._board
+        count = len(board.shapes)
+        drawn_board, rewrites, drawn = self._drawn
         image = self._image
         if (
             image is None
             or image.size() != size
             or image.devicePixelRatioF() != ratio
-            or len(shapes) < len(drawn)
-            or any(old is not new for old, new in zip(drawn, shapes, strict=False))
+            or board is not drawn_board
+            or board.rewrites != rewrites
+            or count < drawn
         ):
             image = QImage(size, QImage.Format.Format_ARGB32_Premultiplied)
             image.setDevicePixelRatio(ratio)
             image.fill(Qt.GlobalColor.transparent)
             painter = QPainter(image)
-            paint_board(painter, self._board, self.board_rect())
+            paint_board(painter, board, self.board_rect())
             painter.end()
             self._image = image
-        elif len(shapes) > len(drawn):
+            self.full_draws += 1
+        elif count > drawn:
+            new = list(islice(reversed(board.shapes.values()), count - drawn))
+            new.reverse()
             painter = QPainter(image)
-            paint_shapes(painter, shapes[len(drawn) :], self.board_rect())
+            paint_shapes(painter, new, self.board_rect())
             painter.end()
-        self._drawn = shapes
+        self._drawn = (board, board.rewrites, count)
         return image
 
 
@@ -210,15 +224,20 @@ class WhiteboardPanel(QWidget):
 
     The slider's end is live: new messages move it on while it is there, and leave it where it
     is when it was moved back. Play replays forward from the slider at ``PLAY_INTERVAL_MS`` a
-    message and stops, live, at the end. What the panel holds is a ``BoardTimeline``: appending
-    a batch while live reads only the batch.
+    message and stops, live, at the end. What the panel holds is a ``BoardTimeline``, which
+    keeps the latest ``MAX_MESSAGES`` whiteboard messages: the slider runs over those, from the
+    board before the oldest kept, and the label says how many older ones were let go. A live
+    stream's batches come read already (``add_read``, from ``read_messages`` in the
+    Inspector's worker); appending one while live replays nothing and draws only its new
+    shapes, when Qt next paints.
     """
 
     position_changed = Signal()
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, *, max_messages: int = MAX_MESSAGES) -> None:
         super().__init__(parent)
-        self._timeline = BoardTimeline()
+        self._max_messages = max_messages
+        self._timeline = BoardTimeline(max_messages=max_messages)
         self._position = 0
         self._replayed: Board | None = None  # the board shown when not live
         self.canvas = WhiteboardCanvas()
@@ -254,25 +273,39 @@ class WhiteboardPanel(QWidget):
     def set_messages(self, messages: list[dict]) -> None:
         """Hold a session's messages instead of any before (any types); show the end, live."""
         self._stop()
-        self._timeline = BoardTimeline(messages)
+        self._timeline = BoardTimeline(messages, max_messages=self._max_messages)
         self._position = len(self._timeline)
         self._replayed = None
         self._show()
 
     def add_messages(self, messages: list[dict]) -> None:
         """Take a batch of new live messages (any types; those not the whiteboard's are
-        ignored). While the slider is at the end the board moves on with them."""
+        ignored), reading them here, on the GUI thread: for files and tests. A live stream
+        reads its batches in its worker (``read_messages``) and hands them to ``add_read``."""
+        self.add_read(read_messages(messages))
+
+    def add_read(self, batch: ReadBatch) -> None:
+        """Take a batch of new live messages read by ``read_messages``. While the slider is at
+        the end the board moves on with them; moved back, it stays on the board it shows,
+        until that board is let go (then it shows the oldest kept)."""
+        timeline = self._timeline
         was_live = self.is_live
         shown_seq = self.position_seq
-        if not self._timeline.add(messages):
+        dropped, folded = timeline.dropped, timeline.folded_late
+        if not timeline.add_read(batch):
             return
         if was_live:
-            self._position = len(self._timeline)
+            self._position = len(timeline)
         else:
-            position = 0 if shown_seq is None else self._timeline.position_of(shown_seq)
-            if position != self._position:  # a late message landed before the board shown
-                self._position = position
-                self._replayed = self._timeline.board_at(position)
+            position = 0 if shown_seq is None else timeline.position_of(shown_seq)
+            let_go = timeline.dropped - dropped
+            if (
+                position != self._position - let_go  # a late message landed before it
+                or (position == 0 and let_go > 0)  # it is the base, which moved on
+                or timeline.folded_late != folded  # a late one older than the base counted
+            ):
+                self._replayed = timeline.board_at(position)
+            self._position = position
         self._show()
 
     def clear(self) -> None:
@@ -358,21 +391,53 @@ class WhiteboardPanel(QWidget):
         board = self.board
         self.canvas.set_board(board)
         self.position_label.setText(self._describe_position())
+        self.position_label.setToolTip(self._describe_window())
         self._show_malformed(board)
         self.position_changed.emit()
 
     def _describe_position(self) -> str:
-        count = len(self._timeline)
+        timeline = self._timeline
+        count = len(timeline)
         if not count:
             return "No whiteboard messages yet"
         if self._position == 0:
-            return f"Before the first of {count:,} whiteboard messages"
-        ts = self._timeline.ts_at(self._position)
-        when = local_time(datetime.fromtimestamp(ts / 1000, UTC), "%Y-%m-%d %H:%M:%S") if ts else ""
-        parts = [f"Seq {self.position_seq}", when, f"{self._position:,} of {count:,}"]
-        if self.is_live:
-            parts.append("live")
+            first = "the first" if not timeline.dropped else "the oldest kept"
+            parts = [f"Before {first} of {count:,} whiteboard messages"]
+        else:
+            ts = timeline.ts_at(self._position)
+            when = (
+                local_time(datetime.fromtimestamp(ts / 1000, UTC), "%Y-%m-%d %H:%M:%S")
+                if ts
+                else ""
+            )
+            parts = [f"Seq {self.position_seq}", when, f"{self._position:,} of {count:,}"]
+            if self.is_live:
+                parts.append("live")
+        if timeline.dropped:
+            older = "message" if timeline.dropped == 1 else "messages"
+            parts.append(
+                f"replay from seq {timeline.seq_at(1)}: {timeline.dropped:,} older {older} let go"
+            )
+        if timeline.unplaced:
+            parts.append(f"{timeline.unplaced:,} late, older still, not drawn")
         return " · ".join(part for part in parts if part)
+
+    def _describe_window(self) -> str:
+        timeline = self._timeline
+        lines = []
+        if timeline.dropped:
+            lines.append(
+                f"The board keeps the latest {timeline.max_messages:,} whiteboard messages for "
+                "replay; the slider's start is the board before the oldest of them, which "
+                "the older ones drew."
+            )
+        if timeline.unplaced:
+            lines.append(
+                "Some messages caught up late (after a gap) are older than every message kept, "
+                "so they could not be put in their place: the board shown may differ from the "
+                "class's."
+            )
+        return "\n".join(lines)
 
     def _show_malformed(self, board: Board) -> None:
         count = board.malformed

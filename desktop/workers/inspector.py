@@ -22,7 +22,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from desktop import messages
-from desktop.services import composer, sessions
+from desktop.services import composer, sessions, whiteboard
 from desktop.services.classrooms import Classrooms, Member
 from desktop.services.errors import ConsoleError
 from desktop.services.room import Gap, Received, RoomClient, Status
@@ -69,6 +69,10 @@ class SendOutcome:
     retry: bool = False  # a resend with the same id is the safe next step
 
 
+def _is_message(event: Received) -> bool:
+    return event.frame.get("event") == "message"
+
+
 class InspectorSession(QObject):
     status_changed = Signal(object)  # room.Status
     rows_added = Signal(object)  # list[StreamRow] passing the filters, at the end
@@ -76,7 +80,8 @@ class InspectorSession(QObject):
     rows_dropped = Signal(int)  # shown rows the cap let go, from the start
     counts_changed = Signal()  # waiting, dropped, kept
     members_changed = Signal(object)  # list[Member]
-    board_added = Signal(object)  # list[dict]: message frames, as they come
+    board_added = Signal(object)  # list[dict]: message frames to read (a session from a file)
+    board_read = Signal(object)  # whiteboard.ReadBatch: messages already read in the worker
     sent = Signal(object)  # SendOutcome
     types_changed = Signal(object)  # sorted list of the types seen
 
@@ -176,12 +181,17 @@ class InspectorSession(QObject):
         """In the worker thread: each batch with a row already made for each frame, so the GUI
         thread only files them (making rows is most of a fast classroom's cost)."""
         for batch in self._client.batches(abort, spool=spool):
-            yield [
+            items: list = [
                 (event, row_for(next(self._numbers), event.at, event.frame, event.size, event.kind))
                 if isinstance(event, Received)
                 else (event, None)
                 for event in batch
             ]
+            # The board's strokes are read (every point checked) here too, not on the GUI thread.
+            messages = [e.frame for e in batch if isinstance(e, Received) and _is_message(e)]
+            if messages:
+                items.append(whiteboard.read_messages(messages))
+            yield items
 
     def _arrived(self, batch: list) -> None:
         self._incoming.extend(batch)
@@ -199,7 +209,11 @@ class InspectorSession(QObject):
         new_rows: list[StreamRow] = []
         filled = []
         messages_added: list[dict] = []
+        board_read: list[whiteboard.ReadBatch] = []
         for item in events:
+            if isinstance(item, whiteboard.ReadBatch):
+                board_read.append(item)
+                continue
             event, row = item if isinstance(item, tuple) else (item, None)
             if isinstance(event, Status):
                 note = self._status_note(event)
@@ -237,7 +251,11 @@ class InspectorSession(QObject):
             seqs = [r.seq for r in filled if r.seq is not None]
             span = f" (seqs {min(seqs)}-{max(seqs)})" if seqs else ""
             new_rows.append(self._note("note", f"Caught up {len(filled)} messages with sync{span}"))
-        self._board(messages_added)
+        if board_read:
+            entries = tuple(entry for batch in board_read for entry in batch.entries)
+            self.board_read.emit(whiteboard.ReadBatch(entries))
+        elif messages_added:  # a session from a file: read here
+            self.board_added.emit(messages_added)
         return self._keep(new_rows)
 
     def _keep(self, new_rows: list[StreamRow]) -> list[StreamRow]:
@@ -264,13 +282,6 @@ class InspectorSession(QObject):
 
     def _oldest(self) -> int:
         return self.rows[0].number if self.rows else 0
-
-    def _board(self, added: list[dict]) -> None:
-        """The board's new messages. The panel's timeline puts a late one (a gap filled behind
-        what it drew) in its place itself, so the session holds no copy of the frames: at
-        2,000 messages a second a copy of every one outgrew the cap by 800 MB a minute."""
-        if added:
-            self.board_added.emit(added)
 
     def _status_note(self, status: Status) -> StreamRow | None:
         previous = self.status.phase

@@ -3,8 +3,12 @@ seq order and repeats, malformed data counted and never raised, and replay to a 
 
 from __future__ import annotations
 
+import gc
 import json
 import math
+import random
+import threading
+import tracemalloc
 
 import pytest
 from hypothesis import given, settings
@@ -16,9 +20,11 @@ from desktop.services.whiteboard import (
     Board,
     BoardTimeline,
     MalformedShape,
+    ReadBatch,
     Stroke,
     Text,
     read_change,
+    read_messages,
     replay,
 )
 
@@ -355,3 +361,181 @@ def test_boards_from_the_timeline_are_copies() -> None:
     board.apply(clear(FLOOR + 100))
     assert list(timeline.board_at(1).shapes) == ["a"]
     assert timeline.board_at(len(timeline)) is not timeline.latest
+
+
+def test_read_messages_reads_a_batch_in_seq_order_the_first_of_each_seq() -> None:
+    frames = stream()
+    batch = read_messages([frames[6], *frames[:6], erase(FLOOR + 7, "a"), {"type": "x"}])
+    assert isinstance(batch, ReadBatch)
+    assert [entry.seq for entry in batch.entries] == [FLOOR + n for n in (1, 3, 4, 5, 6, 7)]
+    assert isinstance(batch.entries[-1].change, Stroke)  # the first of seq 7 won
+    problem = batch.entries[2].change
+    assert isinstance(problem, MalformedShape) and problem.__traceback__ is None
+    assert len(read_messages([])) == 0
+    # add_read applies what add would have read.
+    timeline = BoardTimeline()
+    assert timeline.add_read(batch) == 6
+    assert timeline.latest.shapes == replay(frames).shapes and timeline.latest.malformed == 1
+
+
+def test_batches_read_apart_and_joined_apply_as_one() -> None:
+    frames = stream()
+    late, early = read_messages(frames[4:]), read_messages([*frames[:5], stroke(FLOOR + 7, "x")])
+    timeline = BoardTimeline()
+    assert timeline.add_read(ReadBatch(late.entries + early.entries)) == 6
+    assert list(timeline.seqs) == [FLOOR + n for n in (1, 3, 4, 5, 6, 7)]
+    same_board(timeline.latest, replay(frames))  # the first of seq 7 given won
+
+
+def test_read_messages_shares_nothing_between_threads() -> None:
+    frames = lesson_stream(2_000, seed=3)
+    batches = [frames[n : n + 100] for n in range(0, len(frames), 100)]
+    alone = [read_messages(batch) for batch in batches]
+    results: dict[int, ReadBatch] = {}
+
+    def read(first: int) -> None:
+        for n in range(first, len(batches), 4):
+            results[n] = read_messages(batches[n])
+
+    threads = [threading.Thread(target=read, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    timeline = BoardTimeline()
+    for n in range(len(batches)):
+        assert [e.seq for e in results[n].entries] == [e.seq for e in alone[n].entries]
+        timeline.add_read(results[n])
+    assert timeline.latest.shapes == replay(frames).shapes
+
+
+def lesson_stream(count: int, seed: int = 1, clear_every: int | None = 50) -> list[dict]:
+    """Strokes (some sent again, growing), texts, erases, clears, malformed and other types."""
+    rnd = random.Random(seed)
+    frames = []
+    ids: list[str] = []
+    for n in range(count):
+        seq = FLOOR + 1 + n
+        roll = rnd.random()
+        if clear_every and roll < 1 / clear_every:
+            frames.append(clear(seq))
+            ids.clear()
+        elif roll < 0.55:
+            shape_id = rnd.choice(ids) if ids and rnd.random() < 0.2 else f"s{n}"
+            points = [[rnd.uniform(0, 1600), rnd.uniform(0, 900)] for _ in range(3)]
+            frames.append(stroke(seq, shape_id, points))
+            ids.append(shape_id)
+        elif roll < 0.65:
+            frames.append(text(seq, f"t{n}"))
+        elif roll < 0.8 and ids:
+            frames.append(erase(seq, ids.pop(rnd.randrange(len(ids)))))
+        elif roll < 0.85:
+            frames.append(stroke(seq, f"bad{n}", color="blue"))  # malformed
+        else:
+            frames.append(message(seq, "chat.message", {"text": "hi"}))
+    return frames
+
+
+def same_board(board: Board, expected: Board) -> None:
+    assert list(board.shapes.items()) == list(expected.shapes.items())  # drawing order too
+    assert board.malformed == expected.malformed
+    assert board.malformed_by_type == expected.malformed_by_type
+    assert board.seq == expected.seq
+
+
+def test_the_timeline_keeps_at_most_its_bound_and_replays_exactly_past_the_fold() -> None:
+    frames = lesson_stream(1_500, clear_every=40)
+    timeline = BoardTimeline(max_messages=100)
+    rnd = random.Random(5)
+    at = 0
+    while at < len(frames):
+        size = rnd.randrange(1, 60)
+        batch = frames[at : at + size]
+        rnd.shuffle(batch)  # out of order within a batch
+        timeline.add(batch)
+        at += size
+        assert len(timeline) <= 100
+        seen = frames[:at]
+        same_board(timeline.latest, replay(seen))
+    whiteboard = [f for f in frames if f["type"].startswith("whiteboard.")]
+    assert timeline.dropped == len(whiteboard) - 100 and len(timeline) == 100
+    assert list(timeline.seqs) == [f["seq"] for f in whiteboard[-100:]]
+    assert timeline.base.seq == whiteboard[-101]["seq"]
+    assert timeline.base.shapes  # the base is the board the older ones drew, not empty
+    same_board(timeline.board_at(0), replay(frames, timeline.base.seq))
+    for position in range(len(timeline) + 1):
+        seq = timeline.seq_at(position) or timeline.base.seq
+        expected = replay(frames, seq)
+        same_board(timeline.board_at(position), expected)
+        same_board(timeline.board_after(seq), expected)
+    same_board(timeline.board_after(FLOOR + 1), timeline.base)  # a seq let go: the base
+
+
+def test_a_late_message_within_the_window_takes_its_place_past_the_fold() -> None:
+    frames = lesson_stream(600, seed=7)
+    missing = frames[500:510]  # a gap, filled by sync a little later
+    timeline = BoardTimeline(max_messages=80)
+    for n in range(0, 600, 20):
+        timeline.add([f for f in frames[n : n + 20] if f not in missing])
+        if n == 540:
+            timeline.add(missing)
+    assert len(timeline) == 80 and timeline.unplaced == 0
+    same_board(timeline.latest, replay(frames))
+    for position in range(len(timeline) + 1):
+        expected = replay(frames, timeline.seq_at(position) or timeline.base.seq)
+        same_board(timeline.board_at(position), expected)
+
+
+def test_a_late_message_older_than_the_base_is_folded_when_certain_else_counted() -> None:
+    frames = [stroke(FLOOR + n, f"s{n}") for n in range(1, 11)]
+    frames[4] = clear(FLOOR + 5)
+    # Seqs 2 and 3 are missing when the others come, and come after the fold passed them.
+    timeline = BoardTimeline(
+        [f for f in frames if f["seq"] not in (FLOOR + 2, FLOOR + 3)], max_messages=3
+    )
+    assert list(timeline.seqs) == [FLOOR + 8, FLOOR + 9, FLOOR + 10]
+    bad = stroke(FLOOR + 2, "bad", color="blue")
+    # A malformed one is counted everywhere; a shape before a clear let go changes nothing.
+    assert timeline.add([bad, frames[2]]) == 2
+    full = [f for f in frames if f["seq"] != FLOOR + 2] + [bad]
+    same_board(timeline.latest, replay(full))
+    same_board(timeline.board_at(0), replay(full, FLOOR + 7))
+    assert timeline.unplaced == 0 and timeline.folded_late == 1
+    # After the clear: not replayable, counted, left out.
+    assert timeline.add([stroke(FLOOR + 6, "late")]) == 1
+    assert timeline.unplaced == 1 and "late" not in timeline.latest.shapes
+    # A seq let go, sent again, is known as held when the board still shows it.
+    assert timeline.add([frames[6]]) == 0 and timeline.add([frames[7]]) == 0
+    assert timeline.unplaced == 1
+    timeline.clear()
+    assert (timeline.dropped, timeline.unplaced, timeline.folded_late) == (0, 0, 0)
+    assert not timeline.base.shapes and timeline.base.seq is None
+
+
+def held_memory(frames: list[dict], max_messages: int) -> list[int]:
+    """The memory the timeline's reading left held, after each 2,000 messages given."""
+    timeline = BoardTimeline(max_messages=max_messages)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        sizes = []
+        for n in range(0, len(frames), 100):
+            timeline.add_read(read_messages(frames[n : n + 100]))
+            if n % 2_000 == 1_900:
+                gc.collect()
+                sizes.append(tracemalloc.get_traced_memory()[0])
+    finally:
+        tracemalloc.stop()
+    assert len(timeline) <= max_messages
+    return sizes
+
+
+def test_a_long_session_keeps_its_memory_flat() -> None:
+    frames = lesson_stream(10_000, seed=11, clear_every=100)
+    bounded = held_memory(frames, 1_000)
+    # Once the window is full (after 2,000 messages or so), what is held stays about the same.
+    settled = bounded[1:]
+    assert max(settled) < 1.25 * min(settled), bounded
+    # Without the bound it grows with the session.
+    unbounded = held_memory(frames, len(frames))
+    assert unbounded[-1] > 4 * bounded[-1] and unbounded[-1] > 4 * unbounded[0], unbounded

@@ -1,6 +1,7 @@
 """The Inspector's whiteboard: the board drawn pixel by pixel, against a reference image, in
 both themes; the panel's timeline replaying to a seq, following live messages only from its
-end, playing forward, and counting malformed shapes.
+end, playing forward, counting malformed shapes, keeping only the latest messages for replay,
+and painting a live batch's new shapes only, when Qt paints.
 
 The reference image holds strokes only (fonts differ between machines). To draw it again after
 a deliberate change, run ``python -m tests.desktop.views.test_whiteboard`` and look at it.
@@ -12,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QRectF, QSize
+from PySide6.QtCore import QEvent, QObject, QRectF, QSize
 from PySide6.QtGui import QColor, QImage
 from PySide6.QtWidgets import QApplication
 
-from desktop.services.whiteboard import replay
+from desktop.services.whiteboard import read_messages, replay
 from desktop.views import theme
 from desktop.views import whiteboard as board_view
 from desktop.views.whiteboard import (
@@ -174,14 +175,18 @@ def test_a_live_board_gains_new_shapes_and_loses_erased_ones(qtbot, monkeypatch)
     assert len(drawn) == 2
 
 
-@pytest.fixture
-def panel(qtbot) -> WhiteboardPanel:
-    panel = WhiteboardPanel()
+def shown_panel(qtbot, **options) -> WhiteboardPanel:
+    panel = WhiteboardPanel(**options)
     qtbot.addWidget(panel)
     panel.resize(800, 560)
     panel.show()
     qtbot.waitExposed(panel)
     return panel
+
+
+@pytest.fixture
+def panel(qtbot) -> WhiteboardPanel:
+    return shown_panel(qtbot)
 
 
 def shown(panel: WhiteboardPanel, x: float, y: float) -> str:
@@ -296,6 +301,85 @@ def test_clear_empties_the_panel(panel) -> None:
     assert not panel.board.shapes and panel.position_seq is None and panel.is_live
     assert not panel.slider.isEnabled() and not panel.play_button.isEnabled()
     assert panel.position_label.text() == "No whiteboard messages yet"
+
+
+class Paints(QObject):
+    """Counts the paint events a widget gets."""
+
+    def __init__(self, widget) -> None:
+        super().__init__(widget)
+        self.count = 0
+        widget.installEventFilter(self)
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt's name
+        if event.type() == QEvent.Type.Paint:
+            self.count += 1
+        return False
+
+
+def test_live_batches_paint_their_new_shapes_once_when_qt_paints(panel, qtbot) -> None:
+    panel.set_messages(lesson())
+    panel.canvas.repaint()  # the lesson's board drawn whole, once
+    QApplication.processEvents()
+    paints = Paints(panel.canvas)
+    full_draws = panel.canvas.full_draws
+    for n in range(3):
+        line = [[100 + n * 400, 800], [400 + n * 400, 800]]
+        panel.add_read(read_messages([stroke(FLOOR + 10 + n, f"new{n}", line, color=BLUE)]))
+    assert paints.count == 0  # asked for, not painted in the call
+    assert panel.is_live and panel.slider.value() == panel.slider.maximum() == 7
+    qtbot.waitUntil(lambda: paints.count > 0)
+    QApplication.processEvents()
+    assert paints.count == 1  # three batches, one paint
+    assert panel.canvas.full_draws == full_draws  # the new shapes drawn over the image kept
+    assert shown(panel, 250, 800) == BLUE and shown(panel, 1050, 800) == BLUE
+    # An erase takes a shape off: the whole board is drawn again.
+    panel.add_messages([erase(FLOOR + 20, "new0")])
+    assert shown(panel, 250, 800) == BOARD_COLOUR.name()
+    assert panel.canvas.full_draws == full_draws + 1
+
+
+def test_the_slider_runs_over_the_messages_kept_and_says_what_was_let_go(qtbot) -> None:
+    panel = shown_panel(qtbot, max_messages=3)
+    panel.set_messages(lesson())  # four whiteboard messages: the red line is let go
+    assert panel.slider.maximum() == 3 and panel.is_live
+    assert panel.position_label.text().endswith(
+        f" · 3 of 3 · live · replay from seq {FLOOR + 3}: 1 older message let go"
+    )
+    assert "latest 3" in panel.position_label.toolTip()
+    panel.slider.setValue(0)  # the board before the oldest kept: the red line on it
+    assert list(panel.board.shapes) == ["red"] and panel.position_seq is None
+    assert shown(panel, 400, 450) == RED
+    assert panel.position_label.text() == (
+        f"Before the oldest kept of 3 whiteboard messages · replay from seq {FLOOR + 3}: "
+        "1 older message let go"
+    )
+
+
+def test_moved_back_the_board_stays_until_it_is_let_go(qtbot, monkeypatch) -> None:
+    panel = shown_panel(qtbot, max_messages=3)
+    panel.set_messages([red_line(FLOOR + 1), blue_line(FLOOR + 2)])
+    panel.slider.setValue(1)
+    replays: list[int] = []
+    board_at = panel.timeline.board_at
+    monkeypatch.setattr(
+        panel.timeline,
+        "board_at",
+        lambda position: (replays.append(position), board_at(position))[1],
+    )
+    panel.add_messages([clear(FLOOR + 3)])
+    assert panel.position_seq == FLOOR + 1 and not replays  # nothing to replay for it
+    panel.add_messages([stroke(FLOOR + 5, "s5")])  # the red line let go: the board it drew
+    assert panel.position == 0 and panel.position_seq is None and replays == [0]
+    assert list(panel.board.shapes) == ["red"] and not panel.is_live
+    panel.add_messages([stroke(FLOOR + 6, "s6")])  # the start moved on, to the blue line
+    assert panel.position == 0 and list(panel.board.shapes) == ["red", "blue"]
+    # A late message within the window lands before the board shown: replayed.
+    panel.slider.setValue(2)
+    assert panel.position_seq == FLOOR + 5 and list(panel.board.shapes) == ["s5"]
+    panel.add_messages([text(FLOOR + 4, "late")])
+    assert list(panel.timeline.seqs) == [FLOOR + 4, FLOOR + 5, FLOOR + 6]
+    assert panel.position_seq == FLOOR + 5 and list(panel.board.shapes) == ["late", "s5"]
 
 
 if __name__ == "__main__":
