@@ -600,10 +600,10 @@ class Timings:
     paints, and the garbage collector's passes (on whichever thread: each holds the GIL)."""
 
     METHODS = (
-        (InspectorSession, ("_take", "_ingest", "_keep", "_board", "set_paused", "set_filters")),
+        (InspectorSession, ("_take", "_ingest", "_keep", "set_paused", "set_filters")),
         (StreamModel, ("append_rows", "drop_first", "set_rows")),
         (InspectorTab, ("_rows_added", "_rows_dropped", "_rows_reset", "_counts", "_types")),
-        (WhiteboardPanel, ("add_messages", "set_messages")),
+        (WhiteboardPanel, ("add_messages", "add_read", "set_messages")),
         (WhiteboardCanvas, ("paintEvent",)),
     )
 
