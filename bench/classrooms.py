@@ -552,6 +552,27 @@ class StatusWatch:
         return None
 
 
+class CollectionTimes:
+    """The garbage collector's passes, by generation, as ``(start, wall, cpu)`` in ``times``
+    (a pass holds the GIL, so its wall time is its cost to every thread)."""
+
+    def __init__(self, times: dict[str, list[tuple[float, float, float]]]) -> None:
+        self.times = times
+        self._collecting: float | None = None
+        gc.callbacks.append(self._collection)
+
+    def _collection(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._collecting = time.perf_counter()
+        elif self._collecting is not None:
+            took = time.perf_counter() - self._collecting
+            self.times[f"gc gen {info['generation']}"].append((self._collecting, took, took))
+            self._collecting = None
+
+    def close(self) -> None:
+        gc.callbacks.remove(self._collection)
+
+
 class SlotTimes:
     """How long the GUI thread spent in the presenter's and the classrooms model's slots: the
     presenter's own methods wrapped on this instance, the view's slot that shows the list
@@ -566,19 +587,10 @@ class SlotTimes:
         presenter.classrooms_changed.disconnect(view._show_classrooms)
         presenter.classrooms_changed.connect(self.timed("model.show", view._show_classrooms))
         model.sort = self.timed("model.sort", model.sort)
-        self._collecting: float | None = None
-        gc.callbacks.append(self._collection)
-
-    def _collection(self, phase: str, info: dict) -> None:
-        if phase == "start":
-            self._collecting = time.perf_counter()
-        elif self._collecting is not None:
-            took = time.perf_counter() - self._collecting
-            self.times[f"gc gen {info['generation']}"].append((self._collecting, took, took))
-            self._collecting = None
+        self._collections = CollectionTimes(self.times)
 
     def close(self) -> None:
-        gc.callbacks.remove(self._collection)
+        self._collections.close()
 
     def timed(self, name: str, fn: Callable) -> Callable:
         def timed(*args):

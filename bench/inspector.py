@@ -60,7 +60,6 @@ import collections
 import contextlib
 import cProfile
 import functools
-import gc
 import io
 import itertools
 import json
@@ -88,6 +87,7 @@ from bench.classrooms import (  # noqa: E402  (after the path, so the bench runs
     GOAL_STALL_MS,
     HEARTBEAT_MS,
     VIEW_SIZE,
+    CollectionTimes,
     Heartbeat,
     memory,
     percentile,
@@ -616,8 +616,7 @@ class Timings:
                 original = getattr(cls, name)
                 self._originals.append((cls, name, cls.__dict__.get(name)))
                 setattr(cls, name, self._timed(f"{cls.__name__}.{name}", original))
-        self._collecting: float | None = None
-        gc.callbacks.append(self._collection)
+        self._collections = CollectionTimes(self.times)
 
     def watch_table(self, tab: InspectorTab) -> None:
         table = tab.table
@@ -639,16 +638,8 @@ class Timings:
 
         return timed
 
-    def _collection(self, phase: str, info: dict) -> None:
-        if phase == "start":
-            self._collecting = time.perf_counter()
-        elif self._collecting is not None:
-            took = time.perf_counter() - self._collecting
-            self.times[f"gc gen {info['generation']}"].append((self._collecting, took, took))
-            self._collecting = None
-
     def close(self) -> None:
-        gc.callbacks.remove(self._collection)
+        self._collections.close()
         for cls, name, original in self._originals:
             if original is None:
                 delattr(cls, name)  # the base class's again
