@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 PREFIX = "whiteboard."
 STROKE = "whiteboard.stroke"
@@ -55,12 +55,14 @@ class MalformedShape(ValueError):
     """Whiteboard data that breaks its shape; the message says what is wrong, for the user."""
 
 
+# Shapes and read messages are named tuples: a tuple whose items are all numbers, strings or
+# such tuples is one the garbage collector stops following, and a board's window of 20,000
+# messages made every full collection a stall of the console when they were classes.
 Point = tuple[float, float, float]
 """A point of a stroke: x, y and the pen's pressure (``NOMINAL_PRESSURE`` when none was sent)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Stroke:
+class Stroke(NamedTuple):
     """A freehand line through ``points``, as tldraw's and Excalidraw's pens store one."""
 
     id: str
@@ -80,8 +82,7 @@ class Stroke:
         return self.width * (0.75 + 0.5 * point[2])
 
 
-@dataclass(frozen=True, slots=True)
-class Text:
+class Text(NamedTuple):
     """Text whose first line's top-left corner is at ``x``, ``y``; ``size`` is its font's pixel
     size in board units."""
 
@@ -94,13 +95,11 @@ class Text:
     seq: int
 
 
-@dataclass(frozen=True, slots=True)
-class Erase:
+class Erase(NamedTuple):
     ids: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Clear:
+class Clear(NamedTuple):
     pass
 
 
@@ -234,8 +233,7 @@ def _points(points: Any) -> tuple[Point, ...]:
     return tuple(zip(xs, ys, pressures, strict=True))
 
 
-@dataclass(frozen=True, slots=True)
-class ReadEntry:
+class ReadEntry(NamedTuple):
     """A whiteboard message as read once: what it changes, or why it draws nothing."""
 
     seq: int
