@@ -62,10 +62,6 @@ class Classroom:
     latest_seq: int = 0
     version: str = ""
 
-    @property
-    def connections(self) -> int:
-        return self.members + self.hidden
-
 
 @dataclass(frozen=True, slots=True)
 class Member:
@@ -86,7 +82,6 @@ class RoomsPage:
     cursor: str | None  # None: the walk is over
     total_classrooms: int
     total_connections: int
-    first: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,7 +264,6 @@ class Classrooms:
             cursor=answer.get("cursor") or None,
             total_classrooms=int(answer.get("classrooms") or 0),
             total_connections=int(answer.get("connections") or 0),
-            first=cursor is None,
         )
 
     def walk(

@@ -346,14 +346,7 @@ class InspectorSession(QObject):
     def send(self, text: str) -> dict | None:
         """Sends the frame in ``text`` into the classroom (not in read-only mode); returns the
         frame as sent (with its ``id``), or None when it was refused before leaving."""
-        if self.read_only:
-            messages.error(
-                "Read-only mode: nothing was sent. Unlock changes (Allow Changes in the toolbar) "
-                "first."
-            )
-            return None
-        if self.offline or self._client is None:
-            messages.error("This session was opened from a file: there is no classroom to send to.")
+        if not self._may_send():
             return None
         try:
             frame = composer.checked(text, self.room)
@@ -364,9 +357,20 @@ class InspectorSession(QObject):
 
     def resend(self, frame: dict) -> dict | None:
         """The same frame again, with the same ``id``: stored at most once by the backend."""
+        return self._send(frame) if self._may_send() else None
+
+    def _may_send(self) -> bool:
+        """False, with a sentence to the user, in read-only mode or for a session from a file."""
         if self.read_only:
-            return self.send("")  # says why
-        return self._send(frame)
+            messages.error(
+                "Read-only mode: nothing was sent. Unlock changes (Allow Changes in the toolbar) "
+                "first."
+            )
+            return False
+        if self.offline or self._client is None:
+            messages.error("This session was opened from a file: there is no classroom to send to.")
+            return False
+        return True
 
     def _send(self, frame: dict) -> dict:
         client = self._client
