@@ -110,10 +110,11 @@ def _shutdown() -> None:
 
 
 # How long a thread may hold the GIL while another waits for it. Painting a table calls Python
-# once for each cell and role, a couple of thousand calls a paint; while a worker thread reads a
-# fast classroom, each of those calls waited up to Python's default 5 ms for the GIL, so one
-# paint took a tenth of a second (docs/benchmarks.md, the Inspector).
-SWITCH_INTERVAL = 0.0005
+# once for each cell it shows, a few hundred calls a paint, and while a worker thread reads a
+# fast classroom each call may wait this long for the GIL: at Python's default 5 ms one paint
+# took a tenth of a second, and at 0.5 ms a paint's p99 was still 33 ms (docs/benchmarks.md,
+# the Inspector). Workers lose a little to the extra switching; none is in a hurry.
+SWITCH_INTERVAL = 0.0001
 
 
 def settle() -> None:

@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 
 import websocket
@@ -114,20 +115,29 @@ class RoomClient:
             raise SocketError(f"Could not send to {self.room}: {error}.") from None
 
     def batches(
-        self, abort: threading.Event, spool: Callable[[Received], None] | None = None
-    ) -> Iterator[list[RoomEvent]]:
+        self,
+        abort: threading.Event,
+        spool: Callable[[Received], None] | None = None,
+        prepare: Callable[[Received], Any] | None = None,
+    ) -> Iterator[list]:
         """``watch``'s events in lists, one at least every ``BATCH_SECONDS`` while they come
         (and at once when the connection goes quiet), so a fast classroom costs the console's
-        GUI thread one delivery a batch, not one a frame. ``spool`` sees every frame first."""
-        batch: list[RoomEvent] = []
+        GUI thread one delivery a batch, not one a frame. ``spool`` sees every frame first;
+        ``prepare`` then stands in for each ``Received`` in the batch with what it returns, so
+        a parsed frame need not outlive its reading (each is dozens of objects that the
+        garbage collector walks for as long as they live)."""
+        batch: list = []
         started = time.monotonic()
         for event in self.watch(abort):
             if event is not None:
                 if not batch:
                     started = time.monotonic()
-                batch.append(event)
-                if spool is not None and isinstance(event, Received):
-                    spool(event)
+                if isinstance(event, Received):
+                    if spool is not None:
+                        spool(event)
+                    batch.append(event if prepare is None else prepare(event))
+                else:
+                    batch.append(event)
             if batch and (
                 event is None
                 or isinstance(event, Status)

@@ -21,11 +21,14 @@ read and replays what it kept (docs/benchmarks.md, "Whiteboard replay").
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 import re
+from array import array
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from sys import intern
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -55,31 +58,47 @@ class MalformedShape(ValueError):
     """Whiteboard data that breaks its shape; the message says what is wrong, for the user."""
 
 
-# Shapes and read messages are named tuples: a tuple whose items are all numbers, strings or
-# such tuples is one the garbage collector stops following, and a board's window of 20,000
-# messages made every full collection a stall of the console when they were classes.
+# Shapes and read messages are named tuples of a few strings and numbers, and a stroke keeps its
+# points packed in one bytes object: a board's window holds tens of thousands of them, and the
+# garbage collector's full passes and the frees at a clear cost in proportion to the objects
+# (a tuple a point made a clear of a busy board free over a million).
 Point = tuple[float, float, float]
 """A point of a stroke: x, y and the pen's pressure (``NOMINAL_PRESSURE`` when none was sent)."""
 
 
 class Stroke(NamedTuple):
-    """A freehand line through ``points``, as tldraw's and Excalidraw's pens store one."""
+    """A freehand line through its points, as tldraw's and Excalidraw's pens store one."""
 
     id: str
-    points: tuple[Point, ...]
+    path: bytes  # the points as doubles, x, y and pressure for each (``packed``)
     color: str
     width: float
     seq: int
 
     @property
+    def columns(self) -> tuple[Sequence[float], Sequence[float], Sequence[float]]:
+        """The points' xs, ys and pressures (views of ``path``, not copies)."""
+        flat = memoryview(self.path).cast("d")
+        return flat[0::3], flat[1::3], flat[2::3]
+
+    @property
+    def points(self) -> tuple[Point, ...]:
+        return tuple(zip(*self.columns, strict=True))
+
+    @property
     def has_pressure(self) -> bool:
         """Whether the width varies along the line (a pen, not a mouse)."""
-        return any(point[2] != NOMINAL_PRESSURE for point in self.points)
+        return any(pressure != NOMINAL_PRESSURE for pressure in self.columns[2])
 
     def width_at(self, point: Point) -> float:
         """The width drawn at ``point``: ``width`` at pressure 0.5, from 0.75 to 1.25 times it
         between no pressure and full (perfect-freehand's thinning of 0.5, which tldraw uses)."""
         return self.width * (0.75 + 0.5 * point[2])
+
+
+def packed(points: Iterable[Point]) -> bytes:
+    """Points as a ``Stroke`` keeps them."""
+    return array("d", itertools.chain.from_iterable(points)).tobytes()
 
 
 class Text(NamedTuple):
@@ -136,7 +155,7 @@ def read_change(kind: str, data: Any, seq: int = 0) -> Change:
     if kind == STROKE:
         return Stroke(
             id=_shape_id(data),
-            points=_points(data.get("points")),
+            path=_points(data.get("points")),
             color=_colour(data),
             width=_number(data, "width", 0, MAX_WIDTH, above_low=True),
             seq=seq,
@@ -176,7 +195,7 @@ def _colour(data: dict) -> str:
     colour = data.get("color")
     if not isinstance(colour, str) or COLOUR.fullmatch(colour) is None:
         raise MalformedShape('color must be "#rrggbb"')
-    return colour.lower()
+    return intern(colour.lower())  # a board has a few colours and thousands of shapes
 
 
 def _in_range(value: Any, low: float, high: float, *, above_low: bool = False) -> bool:
@@ -194,7 +213,7 @@ def _number(data: dict, field: str, low: float, high: float, *, above_low: bool 
     return float(value)
 
 
-def _points(points: Any) -> tuple[Point, ...]:
+def _points(points: Any) -> bytes:
     if not isinstance(points, list) or not 1 <= len(points) <= MAX_POINTS:
         raise MalformedShape(f"points must be a list of 1 to {MAX_POINTS} points")
     # This runs for every point of every stroke, so it checks whole columns with builtins
@@ -230,7 +249,7 @@ def _points(points: Any) -> tuple[Point, ...]:
         and max(pressures) <= 1
     ):
         raise problem
-    return tuple(zip(xs, ys, pressures, strict=True))
+    return packed(zip(xs, ys, pressures, strict=True))
 
 
 class ReadEntry(NamedTuple):
@@ -265,20 +284,27 @@ def read_messages(messages: Iterable[dict]) -> ReadBatch:
     """
     fresh: dict[int, ReadEntry] = {}
     for message in messages:
-        if not is_whiteboard(message):
-            continue
-        seq = message_seq(message)
-        if seq is None or seq in fresh:
-            continue
-        fresh[seq] = _read(message, seq)
+        entry = read_message(message)
+        if entry is not None and entry.seq not in fresh:
+            fresh[entry.seq] = entry
     entries = list(fresh.values())
     if any(a.seq > b.seq for a, b in zip(entries, entries[1:], strict=False)):
         entries.sort(key=lambda entry: entry.seq)
     return ReadBatch(tuple(entries))
 
 
+def read_message(message: Any) -> ReadEntry | None:
+    """One frame as ``read_messages`` reads it: None for a frame of another type or one
+    without an integer seq. A live stream reads each frame as it arrives, so the frame can go
+    at once; ``BoardTimeline.add_read`` takes the entries of several in any order."""
+    if not is_whiteboard(message):
+        return None
+    seq = message_seq(message)
+    return None if seq is None else _read(message, seq)
+
+
 def _read(message: dict, seq: int) -> ReadEntry:
-    kind = message["type"]
+    kind = intern(message["type"])
     ts = message.get("ts")
     try:
         change: Change | MalformedShape = read_change(kind, message.get("data"), seq)

@@ -220,7 +220,6 @@ class InspectorTab(QWidget):
         s.counts_changed.connect(self._counts)
         s.members_changed.connect(self._members)
         s.types_changed.connect(self._types)
-        s.board_added.connect(self.board.add_messages)
         s.board_read.connect(self.board.add_read)
         s.sent.connect(self._sent)
         self.pause_button.toggled.connect(s.set_paused)

@@ -105,28 +105,28 @@ def _paint_shape(painter: QPainter, shape: Shape) -> None:
 
 def _paint_stroke(painter: QPainter, stroke: Stroke) -> None:
     colour = QColor(stroke.color)
-    points = stroke.points
-    if len(points) == 1:
-        x, y, _ = points[0]
-        radius = stroke.width_at(points[0]) / 2
+    xs, ys, pressures = stroke.columns
+    if len(xs) == 1:
+        radius = stroke.width_at((xs[0], ys[0], pressures[0])) / 2
         painter.setPen(Qt.PenStyle.NoPen)
         painter.setBrush(colour)
-        painter.drawEllipse(QPointF(x, y), radius, radius)
+        painter.drawEllipse(QPointF(xs[0], ys[0]), radius, radius)
         painter.setBrush(Qt.BrushStyle.NoBrush)
         return
     pen = QPen(colour, stroke.width, Qt.PenStyle.SolidLine, Qt.PenCapStyle.RoundCap)
     pen.setJoinStyle(Qt.PenJoinStyle.RoundJoin)
     if stroke.has_pressure:
         # Each segment at the mean of its ends' widths; the round caps join them smoothly.
-        for start, end in zip(points, points[1:], strict=False):
-            pen.setWidthF((stroke.width_at(start) + stroke.width_at(end)) / 2)
+        widths = [stroke.width * (0.75 + 0.5 * pressure) for pressure in pressures]
+        for n in range(len(xs) - 1):
+            pen.setWidthF((widths[n] + widths[n + 1]) / 2)
             painter.setPen(pen)
-            painter.drawLine(QPointF(start[0], start[1]), QPointF(end[0], end[1]))
+            painter.drawLine(QPointF(xs[n], ys[n]), QPointF(xs[n + 1], ys[n + 1]))
         return
     # Straight through every point sent, as members' clients store it: smoothing through the
     # midpoints, as some pens draw, would cut the corners of a few-point line or arrow.
-    path = QPainterPath(QPointF(points[0][0], points[0][1]))
-    for x, y, _ in points[1:]:
+    path = QPainterPath(QPointF(xs[0], ys[0]))
+    for x, y in zip(xs[1:], ys[1:], strict=True):
         path.lineTo(x, y)
     painter.setPen(pen)
     painter.drawPath(path)

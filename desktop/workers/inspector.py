@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
@@ -69,8 +70,24 @@ class SendOutcome:
     retry: bool = False  # a resend with the same id is the safe next step
 
 
-def _is_message(event: Received) -> bool:
-    return event.frame.get("event") == "message"
+class Arrival(NamedTuple):
+    """A frame as the session files it: its row, its whiteboard reading, and the frame itself
+    only when the session acts on it (an ack, an error, a join; not a classroom's messages,
+    nearly all of a stream). The connection's worker makes these as each frame arrives, so a
+    parsed frame dies there at once instead of waiting for the GUI thread's next tick (a tick
+    of frames was enough objects to make the garbage collector's passes stall the console)."""
+
+    row: StreamRow
+    board: whiteboard.ReadEntry | None
+    frame: dict | None
+
+
+def arrival(number: int, event: Received) -> Arrival:
+    frame = event.frame
+    row = row_for(number, event.at, frame, event.size, event.kind)
+    if row.event == "message":
+        return Arrival(row, whiteboard.read_message(frame), None)
+    return Arrival(row, None, frame)
 
 
 class InspectorSession(QObject):
@@ -80,8 +97,7 @@ class InspectorSession(QObject):
     rows_dropped = Signal(int)  # shown rows the cap let go, from the start
     counts_changed = Signal()  # waiting, dropped, kept
     members_changed = Signal(object)  # list[Member]
-    board_added = Signal(object)  # list[dict]: message frames to read (a session from a file)
-    board_read = Signal(object)  # whiteboard.ReadBatch: messages already read in the worker
+    board_read = Signal(object)  # whiteboard.ReadBatch: the new whiteboard messages, read
     sent = Signal(object)  # SendOutcome
     types_changed = Signal(object)  # sorted list of the types seen
 
@@ -172,26 +188,19 @@ class InspectorSession(QObject):
         """A session from a file: its frames as they came, no connection."""
         self.status = Status("closed", f"Opened from a file ({len(session.frames):,} frames).")
         self.status_changed.emit(self.status)
-        self._ingest([event for event in session.frames])
+        self._ingest([arrival(self._next(), event) for event in session.frames])
         self.rows_reset.emit(list(self.shown))
 
     # The stream
 
     def _prepared(self, spool, abort) -> Iterator[list]:
-        """In the worker thread: each batch with a row already made for each frame, so the GUI
-        thread only files them (making rows is most of a fast classroom's cost)."""
-        for batch in self._client.batches(abort, spool=spool):
-            items: list = [
-                (event, row_for(next(self._numbers), event.at, event.frame, event.size, event.kind))
-                if isinstance(event, Received)
-                else (event, None)
-                for event in batch
-            ]
-            # The board's strokes are read (every point checked) here too, not on the GUI thread.
-            messages = [e.frame for e in batch if isinstance(e, Received) and _is_message(e)]
-            if messages:
-                items.append(whiteboard.read_messages(messages))
-            yield items
+        """In the worker thread: each frame made into its row and read for the board as it
+        arrives, so the GUI thread only files them (making rows is most of a fast classroom's
+        cost, and the frames need not live until it does)."""
+        numbers = self._numbers
+        yield from self._client.batches(
+            abort, spool=spool, prepare=lambda event: arrival(next(numbers), event)
+        )
 
     def _arrived(self, batch: list) -> None:
         self._incoming.extend(batch)
@@ -205,17 +214,27 @@ class InspectorSession(QObject):
         if added:
             self.rows_added.emit(added)
 
-    def _ingest(self, events: list) -> list[StreamRow]:
+    def _ingest(self, events: list[Arrival | Status | Gap]) -> list[StreamRow]:
         new_rows: list[StreamRow] = []
         filled = []
-        messages_added: list[dict] = []
-        board_read: list[whiteboard.ReadBatch] = []
-        for item in events:
-            if isinstance(item, whiteboard.ReadBatch):
-                board_read.append(item)
-                continue
-            event, row = item if isinstance(item, tuple) else (item, None)
-            if isinstance(event, Status):
+        board: list[whiteboard.ReadEntry] = []
+        for event in events:
+            if isinstance(event, Arrival):
+                row = event.row
+                new_rows.append(row)
+                if row.kind == "filled":
+                    filled.append(row)
+                if event.board is not None:
+                    board.append(event.board)
+                if row.event == "message":
+                    if row.type not in self.types:
+                        self.types.add(row.type)
+                        self.types_changed.emit(sorted(self.types))
+                elif row.event in ("join", "leave", "presence"):
+                    self._members_timer.start()
+                if event.frame is not None:
+                    self._answer(event.frame)
+            elif isinstance(event, Status):
                 note = self._status_note(event)
                 self._set_status(event)
                 if event.phase == "live":
@@ -232,30 +251,12 @@ class InspectorSession(QObject):
                         before=event.before,
                     )
                 )
-            elif isinstance(event, Received):
-                if row is None:  # a session from a file: no worker made it
-                    row = row_for(self._next(), event.at, event.frame, event.size, event.kind)
-                new_rows.append(row)
-                if event.kind == "filled":
-                    filled.append(row)
-                frame = event.frame
-                if frame.get("event") == "message":
-                    messages_added.append(frame)
-                    if isinstance(frame.get("type"), str) and frame["type"] not in self.types:
-                        self.types.add(frame["type"])
-                        self.types_changed.emit(sorted(self.types))
-                elif frame.get("event") in ("join", "leave", "presence"):
-                    self._members_timer.start()
-                self._answer(frame)
         if filled:
             seqs = [r.seq for r in filled if r.seq is not None]
             span = f" (seqs {min(seqs)}-{max(seqs)})" if seqs else ""
             new_rows.append(self._note("note", f"Caught up {len(filled)} messages with sync{span}"))
-        if board_read:
-            entries = tuple(entry for batch in board_read for entry in batch.entries)
-            self.board_read.emit(whiteboard.ReadBatch(entries))
-        elif messages_added:  # a session from a file: read here
-            self.board_added.emit(messages_added)
+        if board:
+            self.board_read.emit(whiteboard.ReadBatch(tuple(board)))
         return self._keep(new_rows)
 
     def _keep(self, new_rows: list[StreamRow]) -> list[StreamRow]:

@@ -23,6 +23,7 @@ from desktop.services.whiteboard import (
     ReadBatch,
     Stroke,
     Text,
+    packed,
     read_change,
     read_messages,
     replay,
@@ -71,13 +72,9 @@ def test_a_stroke_keeps_its_points_colour_width_and_seq() -> None:
     board = Board()
     assert board.apply(stroke(FLOOR + 1, "s1", [[10, 20], [30.5, 40, 1], [50, 60, 0]]))
     (shape,) = board.shapes.values()
-    assert shape == Stroke(
-        id="s1",
-        points=((10.0, 20.0, NOMINAL_PRESSURE), (30.5, 40.0, 1.0), (50.0, 60.0, 0.0)),
-        color="#d62728",
-        width=4.0,
-        seq=FLOOR + 1,
-    )
+    points = ((10.0, 20.0, NOMINAL_PRESSURE), (30.5, 40.0, 1.0), (50.0, 60.0, 0.0))
+    assert shape == Stroke(id="s1", path=packed(points), color="#d62728", width=4.0, seq=FLOOR + 1)
+    assert shape.points == points
     assert shape.has_pressure
     assert [shape.width_at(point) for point in shape.points] == [4.0, 5.0, 3.0]
     assert board.seq == FLOOR + 1 and board.malformed == 0
