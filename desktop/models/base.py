@@ -19,6 +19,12 @@ Row = TypeVar("Row")
 Index = QModelIndex | QPersistentModelIndex
 # Past this many separate runs of removed rows, a merge is cheaper as a reset.
 MAX_REMOVED_BLOCKS = 32
+# The roles as plain numbers: a paint compares a few thousand of them.
+_DISPLAY = int(Qt.ItemDataRole.DisplayRole.value)
+_FOREGROUND = int(Qt.ItemDataRole.ForegroundRole.value)
+_ALIGNMENT = int(Qt.ItemDataRole.TextAlignmentRole.value)
+_TOOLTIP = int(Qt.ItemDataRole.ToolTipRole.value)
+_RIGHT = int((Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter).value)
 
 
 def _blocks(numbers: list[int]) -> list[tuple[int, int]]:
@@ -37,6 +43,7 @@ class RowTableModel(QAbstractTableModel, Generic[Row]):
 
     columns: ClassVar[type[IntEnum]]
     headers: ClassVar[dict[int, str]]
+    numeric: ClassVar[frozenset[int]] = frozenset()  # columns aligned right
 
     def __init__(self, rows: Iterable[Row] = (), parent=None) -> None:
         super().__init__(parent)
@@ -137,22 +144,35 @@ class RowTableModel(QAbstractTableModel, Generic[Row]):
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or index.row() >= len(self._rows):
             return None
-        row = self._rows[index.row()]
-        if role == Qt.ItemDataRole.DisplayRole:
-            return self.display(row, index.column())
-        if role == Qt.ItemDataRole.ForegroundRole:
-            return self.foreground(row, index.column())
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return self.tooltip(row, index.column())
+        return self.cell(self._rows[index.row()], index.column(), role)
+
+    def cell(self, row: Row, column: int, role: int) -> Any:
+        """What ``role`` of ``row``'s cell in ``column`` is; subclasses with roles of their own
+        add them here (``data`` and ``multiData`` both ask this)."""
+        if role == _DISPLAY:
+            return self.display(row, column)
+        if role == _FOREGROUND:
+            return self.foreground(row, column)
+        if role == _ALIGNMENT:
+            return _RIGHT if column in self.numeric else None
+        if role == _TOOLTIP:
+            return self.tooltip(row, column)
         return None
 
     def multiData(self, index: Index, roleDataSpan) -> None:  # noqa: N802, N803 - Qt's names
         """Every role a view asks of a cell in one call into Python, not one call each: a
         paint asks seven roles of each cell it shows, and each call from Qt into Python waits
-        for the GIL, behind whatever worker thread holds it."""
-        for n in range(roleDataSpan.size()):
+        for the GIL, behind whatever worker thread holds it. The row is found once."""
+        count = roleDataSpan.size()
+        number = index.row()
+        if not index.isValid() or number >= len(self._rows):
+            for n in range(count):
+                roleDataSpan[n].clearData()
+            return
+        row, column, cell = self._rows[number], index.column(), self.cell
+        for n in range(count):
             role_data = roleDataSpan[n]
-            value = self.data(index, role_data.role())
+            value = cell(row, column, role_data.role())
             if value is None:
                 role_data.clearData()
             else:

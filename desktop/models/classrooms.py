@@ -88,18 +88,14 @@ class SortedRowModel(RowTableModel[Row], Generic[Row]):
         ordered = sorted(rows, key=self.key)
         return sorted(ordered, key=by, reverse=descending)
 
-    def data(self, index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if role == COPY_ROLE and index.isValid() and index.row() < len(self._rows):
-            return self.copy_value(self._rows[index.row()], index.column())
-        if role == COPY_CHOICES_ROLE and index.isValid() and index.row() < len(self._rows):
-            return [(w, v) for w, v in self.copy_choices(self._rows[index.row()]) if v]
-        if role == USER_ROLE and index.isValid() and index.row() < len(self._rows):
-            return getattr(self._rows[index.row()], "user_id", None)
-        if role == Qt.ItemDataRole.TextAlignmentRole and index.column() in self.numeric:
-            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        return super().data(index, role)
-
-    numeric: ClassVar[frozenset[int]] = frozenset()
+    def cell(self, row: Row, column: int, role: int) -> Any:
+        if role == COPY_ROLE:
+            return self.copy_value(row, column)
+        if role == COPY_CHOICES_ROLE:
+            return [(w, v) for w, v in self.copy_choices(row) if v]
+        if role == USER_ROLE:
+            return getattr(row, "user_id", None)
+        return super().cell(row, column, role)
 
     def copy_value(self, row: Row, column: int) -> str | None:
         value = self.display(row, column)

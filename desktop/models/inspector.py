@@ -10,8 +10,6 @@ from datetime import datetime
 from enum import IntEnum
 from typing import Any
 
-from PySide6.QtCore import Qt
-
 from desktop.models.base import RowTableModel, tone
 from desktop.services.stream import StreamRow
 
@@ -45,6 +43,7 @@ class StreamModel(RowTableModel[StreamRow]):
         StreamColumn.SIZE: "Size",
         StreamColumn.PREVIEW: "Data",
     }
+    numeric = frozenset({StreamColumn.SEQ, StreamColumn.SIZE})
 
     def drop_first(self, count: int) -> None:
         """The cap: the oldest ``count`` rows go, as one remove range."""
@@ -74,14 +73,6 @@ class StreamModel(RowTableModel[StreamRow]):
         if column == StreamColumn.PREVIEW:
             return row.preview
         return None
-
-    def data(self, index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if role == Qt.ItemDataRole.TextAlignmentRole and index.column() in (
-            StreamColumn.SEQ,
-            StreamColumn.SIZE,
-        ):
-            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        return super().data(index, role)
 
     def foreground(self, row: StreamRow, column: int) -> Any:
         if row.kind == "gap" or row.event in ("error", "gateway"):

@@ -37,7 +37,10 @@ KEEPALIVE = 300.0  # a ping this often keeps an idle connection within API Gatew
 MAX_AGE = 2 * 3600 - 300  # renewed five minutes before API Gateway's two-hour limit
 BACKOFF = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 USER_AGENT = "ClassroomConsole-Inspector"
-HELD = 100_000  # seqs remembered to drop a repeat; older ones are taken as held
+# Seqs remembered to drop a repeat; older ones are taken as held. A repeat is a resend or a
+# sync's history overlapping the live messages that came while it was asked, seconds' worth;
+# the window is the Inspector's row cap (its first fill is memory a benchmark sees grow).
+HELD = 20_000
 
 
 @dataclass(frozen=True)

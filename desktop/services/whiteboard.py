@@ -134,10 +134,15 @@ def is_whiteboard(message: Any) -> bool:
     return isinstance(kind, str) and kind.startswith(PREFIX)
 
 
+MAX_SEQ = 2**63 - 1  # seqs are stamped from the time in microseconds; a board keeps 64 bits
+
+
 def message_seq(message: dict) -> int | None:
     """The message's seq, or None when it has none (not a frame from a classroom's log)."""
     seq = message.get("seq")
-    return seq if isinstance(seq, int) and not isinstance(seq, bool) else None
+    if isinstance(seq, int) and not isinstance(seq, bool) and 0 <= seq <= MAX_SEQ:
+        return seq
+    return None
 
 
 def read_change(kind: str, data: Any, seq: int = 0) -> Change:
@@ -311,9 +316,9 @@ def _read(message: dict, seq: int) -> ReadEntry:
     except MalformedShape as problem:
         # Without its traceback, which would keep the message's data alive with the entry.
         change = problem.with_traceback(None)
-    return ReadEntry(
-        seq, ts if isinstance(ts, int) and not isinstance(ts, bool) else None, kind, change
-    )
+    if not isinstance(ts, int) or isinstance(ts, bool) or not 0 <= ts <= MAX_SEQ:
+        ts = None
+    return ReadEntry(seq, ts, kind, change)
 
 
 class Board:
@@ -357,17 +362,17 @@ class Board:
         seq = message_seq(message) if is_whiteboard(message) else None
         if seq is None or (self.seq is not None and seq <= self.seq):
             return False
-        return self._perform(_read(message, seq))
+        entry = _read(message, seq)
+        return self._perform(entry.seq, entry.kind, entry.change)
 
-    def _perform(self, entry: ReadEntry) -> bool:
-        self.seq = entry.seq
-        change = entry.change
+    def _perform(self, seq: int, kind: str, change: Change | MalformedShape) -> bool:
+        self.seq = seq
         shapes = self._shapes
         if isinstance(change, MalformedShape):
-            self._count_malformed(entry.kind)
+            self._count_malformed(kind)
             return False
         if isinstance(change, Clear):
-            self.cleared = entry.seq
+            self.cleared = seq
             if shapes:
                 shapes.clear()
                 self.rewrites += 1
@@ -406,6 +411,7 @@ def replay(messages: Iterable[dict], until_seq: int | None = None) -> Board:
 
 
 MAX_MESSAGES = 20_000  # whiteboard messages a timeline keeps for replay (the Inspector's row cap)
+_NO_TIME = -1  # a kept message without a time (times are 0 or more)
 
 
 class BoardTimeline:
@@ -438,8 +444,13 @@ class BoardTimeline:
         if max_messages < 1:
             raise ValueError("a timeline keeps at least one message")
         self.max_messages = max_messages
-        self._seqs: list[int] = []
-        self._entries: list[ReadEntry] = []
+        # The kept messages in columns, not an entry object each: seqs and times are arrays
+        # (no objects at all), the kinds are a few shared strings, so the garbage collector's
+        # full passes visit little more than the shapes.
+        self._seqs = array("q")
+        self._times = array("q")  # _NO_TIME for a message without one
+        self._kinds: list[str] = []
+        self._changes: list[Change | MalformedShape] = []
         self.base = Board()
         self.latest = Board()
         self.dropped = 0  # messages let go, folded into base
@@ -448,7 +459,7 @@ class BoardTimeline:
         self.add(messages)
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._seqs)
 
     @property
     def seqs(self) -> Sequence[int]:
@@ -461,7 +472,10 @@ class BoardTimeline:
 
     def ts_at(self, position: int) -> int | None:
         """The time (ms since 1970) of the message that ``position`` ends on."""
-        return self._entries[position - 1].ts if position > 0 else None
+        if position <= 0:
+            return None
+        ts = self._times[position - 1]
+        return None if ts == _NO_TIME else ts
 
     def position_of(self, seq: int) -> int:
         """The position just after ``seq``: how many kept messages have a seq up to it (0 for a
@@ -469,8 +483,7 @@ class BoardTimeline:
         return bisect.bisect_right(self._seqs, seq)
 
     def clear(self) -> None:
-        self._seqs.clear()
-        self._entries.clear()
+        self._keep([])
         self.base = Board()
         self.latest = Board()
         self.dropped = 0
@@ -507,30 +520,34 @@ class BoardTimeline:
         for entry in before:
             self._fold_before(entry)
         if entries:
-            if self._seqs and entries[0].seq < self._seqs[-1]:
-                self._entries.extend(entries)
-                self._entries.sort(key=lambda entry: entry.seq)
-                self._seqs[:] = [entry.seq for entry in self._entries]
-                self.latest = base.copy()
-                latest_entries: Iterable[ReadEntry] = self._entries
-            else:
-                self._entries.extend(entries)
-                self._seqs.extend(entry.seq for entry in entries)
-                latest_entries = entries
             perform = self.latest._perform
-            for entry in latest_entries:
-                perform(entry)
-            self._let_go(len(self._entries) - self.max_messages)
+            if self._seqs and entries[0].seq < self._seqs[-1]:
+                self._keep(sorted([*self._entries(), *entries], key=lambda entry: entry.seq))
+                self.latest = base.copy()
+                perform = self.latest._perform
+                for seq, kind, change in zip(self._seqs, self._kinds, self._changes, strict=True):
+                    perform(seq, kind, change)
+            else:
+                for entry in entries:
+                    self._seqs.append(entry.seq)
+                    self._times.append(_NO_TIME if entry.ts is None else entry.ts)
+                    self._kinds.append(entry.kind)
+                    self._changes.append(entry.change)
+                    perform(entry.seq, entry.kind, entry.change)
+            self._let_go(len(self._seqs) - self.max_messages)
         return len(entries) + len(before)
 
     def board_at(self, position: int) -> Board:
         """The board after the first ``position`` kept messages (a copy the caller may keep)."""
-        if position >= len(self._entries):
+        if position >= len(self._seqs):
             return self.latest.copy()
         board = self.base.copy()
         perform = board._perform
-        for entry in self._entries[: max(position, 0)]:
-            perform(entry)
+        position = max(position, 0)
+        for seq, kind, change in zip(
+            self._seqs[:position], self._kinds[:position], self._changes[:position], strict=True
+        ):
+            perform(seq, kind, change)
         return board
 
     def board_after(self, seq: int) -> Board:
@@ -538,14 +555,33 @@ class BoardTimeline:
         for a seq let go)."""
         return self.board_at(self.position_of(seq))
 
+    def _entries(self) -> list[ReadEntry]:
+        """The kept messages as entries again (for the rare re-sort a late message needs)."""
+        return [
+            ReadEntry(seq, None if ts == _NO_TIME else ts, kind, change)
+            for seq, ts, kind, change in zip(
+                self._seqs, self._times, self._kinds, self._changes, strict=True
+            )
+        ]
+
+    def _keep(self, entries: list[ReadEntry]) -> None:
+        self._seqs = array("q", [entry.seq for entry in entries])
+        self._times = array("q", [_NO_TIME if e.ts is None else e.ts for e in entries])
+        self._kinds = [entry.kind for entry in entries]
+        self._changes = [entry.change for entry in entries]
+
     def _let_go(self, count: int) -> None:
         if count <= 0:
             return
         perform = self.base._perform
-        for entry in self._entries[:count]:
-            perform(entry)
-        del self._entries[:count]
+        for seq, kind, change in zip(
+            self._seqs[:count], self._kinds[:count], self._changes[:count], strict=True
+        ):
+            perform(seq, kind, change)
         del self._seqs[:count]
+        del self._times[:count]
+        del self._kinds[:count]
+        del self._changes[:count]
         self.dropped += count
 
     def _fold_before(self, entry: ReadEntry) -> None:

@@ -536,3 +536,12 @@ def test_a_long_session_keeps_its_memory_flat() -> None:
     # Without the bound it grows with the session.
     unbounded = held_memory(frames, len(frames))
     assert unbounded[-1] > 4 * bounded[-1] and unbounded[-1] > 4 * unbounded[0], unbounded
+
+
+def test_a_seq_or_time_past_64_bits_is_not_one_a_board_holds() -> None:
+    timeline = BoardTimeline()
+    huge = stroke(2**64, "far")
+    late_clock = stroke(FLOOR + 1, "odd") | {"ts": 2**70}
+    assert timeline.add([huge, late_clock]) == 1
+    assert list(timeline.seqs) == [FLOOR + 1] and timeline.ts_at(1) is None
+    assert list(timeline.latest.shapes) == ["odd"]
