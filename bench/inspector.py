@@ -682,6 +682,9 @@ class Probe:
         # on what the Inspector holds is bounded, and memory should stay where it is.
         self.full_at: float | None = None
         self.rss: list[tuple[float, float]] = []  # (perf_counter, MB)
+        # Python's own allocations (blocks in use) beside: flat while VmRSS creeps is the
+        # allocator's arenas, not objects kept.
+        self.blocks: list[tuple[float, int]] = []
         self.batches: list[int] = []  # rows a rows_added carried
         ingest = session._ingest
 
@@ -725,7 +728,9 @@ class Probe:
                 self.model_lag.add(now, now_wall - row.ts / 1000)
 
     def sample(self) -> None:
-        self.rss.append((time.perf_counter(), memory()["rss_mb"]))
+        now = time.perf_counter()
+        self.rss.append((now, memory()["rss_mb"]))
+        self.blocks.append((now, sys.getallocatedblocks()))
 
 
 class Samples:
@@ -937,6 +942,9 @@ def run(source, args: argparse.Namespace, progress=print) -> dict:
     report["full_at_s"] = None if probe.full_at is None else round(probe.full_at - t0, 1)
     if probe.full_at is not None:
         after = [(at, mb) for at, mb in probe.rss if at >= probe.full_at]
+        blocks = [(at, n) for at, n in probe.blocks if at >= probe.full_at]
+        if len(blocks) >= 2:
+            report["blocks_after_full"] = [blocks[0][1], blocks[-1][1]]
         if len(after) >= 2:
             (a0, m0), (a1, m1) = after[0], after[-1]
             report["rss_after_full_mb"] = [m0, m1]
@@ -1015,7 +1023,8 @@ def print_report(source_name: str, args: argparse.Namespace, sender: dict, r: di
         f"{r['memory_end']['rss_mb']:.0f}; VmHWM {r['memory_end']['peak_mb']:.0f}"
         f"{'' if r['peak_reset'] else ' (not reset)'}; cap reached at {r['rows_at_cap_s']} s, "
         f"the board's window full at {r['full_at_s']} s, after both {r.get('rss_after_full_mb')}"
-        f" MB ({r.get('rss_growth_after_full_mb_per_min')} MB/min)"
+        f" MB ({r.get('rss_growth_after_full_mb_per_min')} MB/min); Python's blocks in use "
+        f"after both {r.get('blocks_after_full')}"
     )
     print(f"  board: {r['board_messages']:,} whiteboard messages held, {r['board_shapes']} shapes")
     top = sorted(r["slots"].items(), key=lambda kv: -kv[1]["total_ms"])[:12]

@@ -16,26 +16,87 @@ from typing import NamedTuple
 PREVIEW = 160  # characters of a frame's data in its one-line preview
 
 
+Line = tuple[
+    float, str, str, int, int | None, int | None, str, str, str, str, str, int | None, int | None
+]
+
+
 class StreamRow(NamedTuple):
     """One line of the stream: a frame, a gap, or a note (a reconnect, a catch-up).
 
-    A named tuple of strings and numbers, no frame's objects: the garbage collector's full
-    passes visit every row kept and what it holds, so a row holds as little as it can."""
+    What a row shows is in ``line``, a plain tuple of strings and numbers, which the garbage
+    collector stops tracking once it has seen it (it does that for plain tuples, not for named
+    ones): its full passes then visit a row's number and nothing else of the 20,000 rows a tab
+    keeps, where a named tuple of the fields was a dozen objects a row to visit.
+    """
 
     number: int  # arrival order in this session
-    at: float  # epoch seconds it arrived
-    kind: str  # "live", "history", "filled", "gap", "note", "sent"
-    text: str  # the frame as one line of JSON; a note's or a gap's sentence
-    size: int = 0
-    seq: int | None = None
-    ts: int | None = None  # the message's time (epoch ms), as the backend stamped it
-    event: str = ""  # message, ack, join... "gateway" for API Gateway's own; the kind for marks
-    type: str = ""  # the message's type, else the event
-    sender: str = ""
-    role: str = ""
-    preview: str = ""
-    after: int | None = None  # a gap: the last seq held before it
-    before: int | None = None  # and the first after it
+    line: Line
+
+    @property
+    def at(self) -> float:
+        """Epoch seconds it arrived."""
+        return self.line[0]
+
+    @property
+    def kind(self) -> str:
+        """ "live", "history", "filled", "gap", "note", "sent"."""
+        return self.line[1]
+
+    @property
+    def text(self) -> str:
+        """The frame as one line of JSON; a note's or a gap's sentence."""
+        return self.line[2]
+
+    @property
+    def size(self) -> int:
+        """Bytes of the frame as received."""
+        return self.line[3]
+
+    @property
+    def seq(self) -> int | None:
+        """The message's seq."""
+        return self.line[4]
+
+    @property
+    def ts(self) -> int | None:
+        """The message's time (epoch ms), as the backend stamped it."""
+        return self.line[5]
+
+    @property
+    def event(self) -> str:
+        """Message, ack, join... "gateway" for API Gateway's own; the kind for marks."""
+        return self.line[6]
+
+    @property
+    def type(self) -> str:
+        """The message's type, else the event."""
+        return self.line[7]
+
+    @property
+    def sender(self) -> str:
+        """The sender's user id."""
+        return self.line[8]
+
+    @property
+    def role(self) -> str:
+        """The sender's role."""
+        return self.line[9]
+
+    @property
+    def preview(self) -> str:
+        """The line the table shows of the frame's data."""
+        return self.line[10]
+
+    @property
+    def after(self) -> int | None:
+        """A gap: the last seq held before it."""
+        return self.line[11]
+
+    @property
+    def before(self) -> int | None:
+        """And the first after it."""
+        return self.line[12]
 
     @property
     def frame(self) -> dict:
@@ -58,29 +119,38 @@ def row_for(number: int, at: float, frame: dict, size: int, kind: str) -> Stream
     else:
         event = str(frame.get("event", "gateway" if "message" in frame else ""))
     kind_of = frame.get("type")
-    return StreamRow(
-        number=number,
-        at=at,
-        kind=kind,
-        text=json.dumps(frame, separators=(",", ":")),
-        size=size,
-        seq=seq if isinstance(seq, int) and not isinstance(seq, bool) else None,
-        ts=ts if isinstance(ts, int) and not isinstance(ts, bool) else None,
-        # A stream repeats a few types, senders and roles: one shared string each, not one a
-        # row, is fewer objects for the garbage collector to visit through the rows.
-        event=intern(event),
-        type=intern(kind_of) if isinstance(kind_of, str) else intern(event),
-        sender=intern(str(origin.get("userId", ""))),
-        role=intern(str(origin.get("role", ""))),
-        preview=_preview(frame, event),
+    # A stream repeats a few types, senders and roles: one shared string each, not one a row.
+    event = intern(event)
+    line: Line = (
+        at,
+        kind,
+        json.dumps(frame, separators=(",", ":")),
+        size,
+        seq if isinstance(seq, int) and not isinstance(seq, bool) else None,
+        ts if isinstance(ts, int) and not isinstance(ts, bool) else None,
+        event,
+        intern(kind_of) if isinstance(kind_of, str) else event,
+        intern(str(origin.get("userId", ""))),
+        intern(str(origin.get("role", ""))),
+        _preview(frame, event),
+        None,
+        None,
     )
+    return StreamRow(number, line)
 
 
 def note_row(
-    number: int, at: float, kind: str, text: str, *, after: int | None = None, before=None
+    number: int,
+    at: float,
+    kind: str,
+    text: str,
+    *,
+    after: int | None = None,
+    before: int | None = None,
 ) -> StreamRow:
+    """A mark in the stream: a gap (``after`` and ``before`` the seqs either side) or a note."""
     return StreamRow(
-        number, at, kind, text, event=kind, type=kind, preview=text, after=after, before=before
+        number, (at, kind, text, 0, None, None, kind, kind, "", "", text, after, before)
     )
 
 
