@@ -65,6 +65,7 @@ import tempfile
 import threading
 import time
 import weakref
+from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -469,7 +470,7 @@ class Heartbeat(QObject):
     def __init__(self, interval_ms: int = HEARTBEAT_MS) -> None:
         super().__init__()
         self.interval = interval_ms / 1000
-        self.ticks: list[float] = []
+        self.ticks = array("d")  # not a list of floats: the ticks must not be what memory measures
         self.timer = QTimer(self)
         self.timer.setTimerType(Qt.TimerType.PreciseTimer)
         self.timer.setInterval(interval_ms)
