@@ -68,6 +68,7 @@ import os
 import pstats
 import random
 import secrets
+import socket
 import statistics
 import sys
 import threading
@@ -673,6 +674,7 @@ class Probe:
         # Arrays, not lists of tuples and a set: what the probe keeps of 120,000 messages
         # must not be what the memory figures measure.
         self.seqs = array("q")  # every message's seq, as it reached the session
+        self.filled = 0  # messages caught up with sync after a reconnect
         self.first_live: float | None = None  # perf_counter of the first live message ingested
         self.ingest_lag = Samples()  # (perf_counter, seconds) per message
         self.model_lag = Samples()
@@ -695,6 +697,8 @@ class Probe:
                     continue
                 row = event.row
                 self.seqs.append(row.seq)
+                if row.kind == "filled":
+                    self.filled += 1
                 if row.kind == "live":
                     if self.first_live is None:
                         self.first_live = now
@@ -746,6 +750,17 @@ class Samples:
 
     def since(self, start: float) -> list[float]:
         return [v for a, v in zip(self.at, self.values, strict=True) if a >= start]
+
+
+CUT_WINDOW_S = 4.0
+
+
+def cut(client: RoomClient) -> None:
+    """The network drops under the Inspector (its socket shut, no close frame): it reconnects
+    after its first backoff and catches up with ``sync`` what the class sent meanwhile."""
+    ws = client._ws
+    if ws is not None and ws.sock is not None:
+        ws.sock.shutdown(socket.SHUT_RDWR)
 
 
 def lag_figures(values: Sequence[float]) -> dict:
@@ -849,6 +864,7 @@ def run(source, args: argparse.Namespace, progress=print) -> dict:
              False),
             (args.filter_at + args.filter_for, "unfilter",
              lambda: tab.type_filter.setCurrentText(ALL_TYPES), False),
+            (args.cut_at, "cut", lambda: cut(client), False),
         ]  # fmt: skip
         timers = []
         for at, name, action, exclude in plan:
@@ -913,6 +929,7 @@ def run(source, args: argparse.Namespace, progress=print) -> dict:
             "received": len(set(probe.seqs)),
             "repeated": len(probe.seqs) - len(set(probe.seqs)),
             "rows_kept": len(session.rows),
+            "caught_up": probe.filled,
             "rows_dropped": session.dropped,
             "rows_in_model": tab.model.rowCount(),
             "rows_when_filtered": rows_when_filtered,
@@ -928,7 +945,8 @@ def run(source, args: argparse.Namespace, progress=print) -> dict:
         }
     )
     for name, at in actions.items():
-        window = heartbeat.stall(at, at + 1.0)
+        # A cut's catch-up comes after the reconnect's first backoff (1 s) and the sync.
+        window = heartbeat.stall(at, at + (CUT_WINDOW_S if name == "cut" else 1.0))
         window.pop("longest")
         report[f"{name}_stall"] = window
     if "resume" in actions:
@@ -1000,10 +1018,15 @@ def print_report(source_name: str, args: argparse.Namespace, sender: dict, r: di
         print(
             f"    gap at {gap['at_s']} s: {gap['ms']} ms; {', '.join(f'{k} {v}' for k, v in top)}"
         )
-    for name in ("pause", "resume", "filter", "unfilter"):
+    for name in ("pause", "resume", "filter", "unfilter", "cut"):
         if f"{name}_stall" in r:
             w = r[f"{name}_stall"]
-            print(f"  {name}: stall {w['stall_ms']} ms in the second after ({w['over_goal']} over)")
+            after = f"{CUT_WINDOW_S:g} s" if name == "cut" else "second"
+            print(
+                f"  {name}: stall {w['stall_ms']} ms in the {after} after ({w['over_goal']} over)"
+            )
+    if "caught_up" in r:
+        print(f"  caught up after the cut: {r['caught_up']:,} messages (rows marked filled)")
     for name in ("ingest_lag", "model_lag", "model_lag_after_resume"):
         if name in r:
             lag = r[name]
@@ -1076,6 +1099,9 @@ def main() -> int:
     parser.add_argument("--pause-for", type=float, default=10.0, help="paused for (10 s)")
     parser.add_argument("--filter-at", type=float, default=40.0, help="filter at (40 s)")
     parser.add_argument("--filter-for", type=float, default=5.0, help="filtered for (5 s)")
+    parser.add_argument(
+        "--cut-at", type=float, default=50.0, help="the connection cut, caught up with sync (50 s)"
+    )
     parser.add_argument(
         "--board", action="store_true", help="show the whiteboard panel (default: the frame's)"
     )

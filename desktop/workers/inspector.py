@@ -32,6 +32,9 @@ from desktop.workers.worker import FunctionWorker, GeneratorWorker, start
 
 CAP = 20_000  # rows kept in a tab; the spool keeps every frame for an export
 FLUSH_MS = 250  # the table takes a fast classroom's frames four times a second
+# Events filed in one turn of the event loop: a burst (a catch-up after a reconnect, a sender
+# that stalled and then sent what it owed) is filed over several turns, with paints between.
+TAKE_MAX = 1_000
 GATEWAY_RETRY = ("Internal server error", "Endpoint request timed out")
 
 
@@ -140,6 +143,10 @@ class InspectorSession(QObject):
         self._flush = QTimer(self)
         self._flush.setInterval(FLUSH_MS)
         self._flush.timeout.connect(self._take)
+        self._rest = QTimer(self)  # the rest of a burst, at the next turn of the event loop
+        self._rest.setSingleShot(True)
+        self._rest.setInterval(0)
+        self._rest.timeout.connect(self._take)
         self._members_timer = QTimer(self)
         self._members_timer.setSingleShot(True)
         self._members_timer.setInterval(300)
@@ -205,11 +212,17 @@ class InspectorSession(QObject):
     def _arrived(self, batch: list) -> None:
         self._incoming.extend(batch)
 
-    def _take(self) -> None:
-        """What arrived since the last tick, into the table in one go."""
+    def _take(self, limit: int = TAKE_MAX) -> None:
+        """What arrived since the last tick, into the table in one go: up to ``limit`` events,
+        and the rest at the next turn of the event loop."""
         if not self._incoming:
             return
-        events, self._incoming = self._incoming, []
+        if len(self._incoming) > limit:
+            events = self._incoming[:limit]
+            del self._incoming[:limit]
+            self._rest.start()
+        else:
+            events, self._incoming = self._incoming, []
         added = self._ingest(events)
         if added:
             self.rows_added.emit(added)
