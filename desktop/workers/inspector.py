@@ -32,9 +32,11 @@ from desktop.workers.worker import FunctionWorker, GeneratorWorker, start
 
 CAP = 20_000  # rows kept in a tab; the spool keeps every frame for an export
 FLUSH_MS = 250  # the table takes a fast classroom's frames four times a second
-# Events filed in one turn of the event loop: a burst (a catch-up after a reconnect, a sender
-# that stalled and then sent what it owed) is filed over several turns, with paints between.
+# Events filed at once: a burst (a catch-up after a reconnect, a sender that stalled and then
+# sent what it owed) is filed in shares this big, REST_MS apart, so that a paint and whatever
+# else waits (a click) run between them rather than after all of it.
 TAKE_MAX = 1_000
+REST_MS = 30
 GATEWAY_RETRY = ("Internal server error", "Endpoint request timed out")
 
 
@@ -143,9 +145,9 @@ class InspectorSession(QObject):
         self._flush = QTimer(self)
         self._flush.setInterval(FLUSH_MS)
         self._flush.timeout.connect(self._take)
-        self._rest = QTimer(self)  # the rest of a burst, at the next turn of the event loop
+        self._rest = QTimer(self)  # the rest of a burst, a share at a time
         self._rest.setSingleShot(True)
-        self._rest.setInterval(0)
+        self._rest.setInterval(REST_MS)
         self._rest.timeout.connect(self._take)
         self._members_timer = QTimer(self)
         self._members_timer.setSingleShot(True)
@@ -214,7 +216,7 @@ class InspectorSession(QObject):
 
     def _take(self, limit: int = TAKE_MAX) -> None:
         """What arrived since the last tick, into the table in one go: up to ``limit`` events,
-        and the rest at the next turn of the event loop."""
+        and the rest ``REST_MS`` later."""
         if not self._incoming:
             return
         if len(self._incoming) > limit:

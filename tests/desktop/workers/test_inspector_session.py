@@ -1,5 +1,5 @@
-"""The Inspector's session files what its connection hands over: a burst goes in over several
-turns of the event loop, in order, so the console keeps painting while a catch-up arrives."""
+"""The Inspector's session files what its connection hands over: a burst goes in a share at a
+time, in order, so the console keeps painting while a catch-up arrives."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from desktop.services.room import Received
 from desktop.workers.inspector import TAKE_MAX, InspectorSession, arrival
 
 
-def test_a_burst_is_filed_over_several_turns_in_order(qtbot) -> None:
+def test_a_burst_is_filed_a_share_at_a_time_in_order(qtbot) -> None:
     session = InspectorSession("physics-101", None, "test")
     batches: list[list] = []
     session.rows_added.connect(batches.append)
