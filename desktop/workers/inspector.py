@@ -95,6 +95,10 @@ def arrival(number: int, event: Received) -> Arrival:
     return Arrival(row, None, frame)
 
 
+def _number(row: StreamRow) -> int:
+    return row.number
+
+
 class InspectorSession(QObject):
     status_changed = Signal(object)  # room.Status
     rows_added = Signal(object)  # list[StreamRow] passing the filters, at the end
@@ -282,12 +286,13 @@ class InspectorSession(QObject):
             oldest = self.rows[over].number
             del self.rows[:over]
             self.dropped += over
-            gone = bisect.bisect_left(self.shown, oldest, key=lambda row: row.number)
+            gone = bisect.bisect_left(self.shown, oldest, key=_number)
             if gone:
                 del self.shown[:gone]
                 self.rows_dropped.emit(gone)
-            self.waiting = [r for r in self.waiting if r.number >= oldest]
-        visible = [row for row in new_rows if self._passes(row) and row.number >= self._oldest()]
+            del self.waiting[: bisect.bisect_left(self.waiting, oldest, key=_number)]
+        oldest = self._oldest()
+        visible = [row for row in new_rows if row.number >= oldest and self._passes(row)]
         if self.paused:
             self.waiting.extend(visible)
             visible = []
