@@ -56,6 +56,16 @@ class Received:
     frame: dict
     size: int  # bytes of the frame as received
     kind: str = "live"  # "live", "history", "filled"
+    # The frame's JSON on one line as it came (None: not kept), so the Inspector's row and the
+    # spool need not write it out again; a message of a history frame is written out once.
+    text: str | None = None
+
+    @property
+    def json(self) -> str:
+        """The frame as one line of JSON."""
+        if self.text is not None:
+            return self.text
+        return json.dumps(self.frame, separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass(frozen=True)
@@ -236,19 +246,27 @@ class RoomClient:
             if opcode != websocket.ABNF.OPCODE_TEXT:
                 continue
             received = self.clock()
+            text: str | None = None
             try:
-                frame = json.loads(data.decode("utf-8"))  # not UTF-8: unreadable
+                text = data.decode("utf-8")  # not UTF-8: unreadable
+                frame = json.loads(text)
             except ValueError:
+                text = None
                 frame = {"event": "unreadable", "text": data[:200].decode("utf-8", "replace")}
             if not isinstance(frame, dict):
+                text = None
                 frame = {"event": "unreadable", "text": str(frame)[:200]}
+            if text is not None and ("\n" in text or "\r" in text):
+                text = None  # laid out on several lines: written out again, on one
             size = len(data)
             if frame.get("event") == "history":
                 kind = "history" if joining else "filled"
                 messages = [m for m in frame.get("messages") or [] if isinstance(m, dict)]
                 for message in messages:
                     if self._hold(message.get("seq")):
-                        yield Received(received, message, len(json.dumps(message)), kind)
+                        line = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+                        size = len(line.encode("utf-8"))
+                        yield Received(received, message, size, kind, line)
                 latest = frame.get("latest")
                 # A long history comes in several frames; it is over once the latest is held
                 # (or a frame brings nothing: the log no longer has the rest). Gaps count from
@@ -270,7 +288,7 @@ class RoomClient:
                     catching_up = True
                 if not self._hold(seq):
                     continue  # a seq already held: a resend, or a sync overlapping live ones
-            yield Received(received, frame, size, "live")
+            yield Received(received, frame, size, "live", text)
 
     def _hold(self, seq) -> bool:
         """Takes ``seq`` as held; False if it already was."""

@@ -64,9 +64,14 @@ class Spool:
                 self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
 
     def write(self, received: Received) -> None:
-        self._line(
-            {"receivedAt": int(received.at * 1000), "kind": received.kind, "frame": received.frame}
+        # The frame's own line of JSON, not written out again (one line: see Received.json).
+        line = (
+            f'{{"receivedAt":{int(received.at * 1000)},"kind":{json.dumps(received.kind)},'
+            f'"frame":{received.json}}}\n'
         )
+        with self._lock:
+            if not self._file.closed:
+                self._file.write(line)
         self.frames += 1
 
     def export(self, destination: Path) -> int:
@@ -91,7 +96,10 @@ class Spool:
 def read(path: Path) -> Session:
     """A session file as it was exported; a file that is not one is a sentence."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        # JSON lines end at a newline only: a frame's text may hold a line separator (U+2028)
+        # that splitlines would break it at. A file written on Windows ends them with \r\n.
+        lines = [line.rstrip("\r") for line in path.read_text(encoding="utf-8").split("\n")]
+        lines = lines[:-1] if lines and not lines[-1] else lines
     except (OSError, UnicodeDecodeError) as error:
         reason = getattr(error, "strerror", None) or "it is not text"
         raise ConfigurationError(f"Could not read {path.name} ({reason}).") from None

@@ -109,7 +109,10 @@ class StreamRow(NamedTuple):
         return json.loads(self.text)
 
 
-def row_for(number: int, at: float, frame: dict, size: int, kind: str) -> StreamRow:
+def row_for(
+    number: int, at: float, frame: dict, size: int, kind: str, text: str | None = None
+) -> StreamRow:
+    """The row of ``frame``; ``text`` is its JSON on one line when the caller has it."""
     origin = frame.get("from")
     origin = origin if isinstance(origin, dict) else frame
     seq = frame.get("seq")
@@ -124,7 +127,7 @@ def row_for(number: int, at: float, frame: dict, size: int, kind: str) -> Stream
     line: Line = (
         at,
         kind,
-        json.dumps(frame, separators=(",", ":")),
+        text if text is not None else json.dumps(frame, separators=(",", ":"), ensure_ascii=False),
         size,
         seq if isinstance(seq, int) and not isinstance(seq, bool) else None,
         ts if isinstance(ts, int) and not isinstance(ts, bool) else None,

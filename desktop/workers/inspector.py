@@ -89,7 +89,7 @@ class Arrival(NamedTuple):
 
 def arrival(number: int, event: Received) -> Arrival:
     frame = event.frame
-    row = row_for(number, event.at, frame, event.size, event.kind)
+    row = row_for(number, event.at, frame, event.size, event.kind, event.json)
     if row.event == "message":
         return Arrival(row, whiteboard.read_message(frame), None)
     return Arrival(row, None, frame)

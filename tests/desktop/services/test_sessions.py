@@ -35,6 +35,24 @@ def test_a_spooled_session_reads_back_as_it_came(tmp_path):
     assert session.frames[1].at == pytest.approx(1796000001.25, abs=0.001)
 
 
+def test_a_frame_spooled_as_its_own_text_reads_back_whole(tmp_path):
+    """The spool writes a frame's text as it came; a line separator inside a string (the
+    backend does not escape it) or a Windows line ending must not split a record."""
+    text = '{"event":"message","seq":8,"type":"chat.message","data":{"text":"caf\u00e9\u2028next"}}'
+    spool = sessions.Spool("physics-101", "Local sandbox", folder=tmp_path)
+    spool.write(Received(1796000002.0, json.loads(text), len(text.encode()), "live", text))
+    exported = tmp_path / "ticket.jsonl"
+    spool.export(exported)
+    spool.close()
+    raw = exported.read_text(encoding="utf-8")
+    assert text in raw  # not written out again
+    for content in (raw, raw.replace("\n", "\r\n")):
+        exported.write_text(content, encoding="utf-8", newline="")
+        session = sessions.read(exported)
+        assert session.unreadable == 0
+        assert [f.frame for f in session.frames] == [json.loads(text)]
+
+
 def test_lines_that_are_not_frames_are_counted_and_skipped(tmp_path):
     path = tmp_path / "edited.jsonl"
     header = {
