@@ -19,8 +19,10 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from desktop.services.errors import ConfigurationError
 from desktop.services.room import Received
@@ -35,7 +37,7 @@ class Session:
     room: str
     environment: str
     started_at: int  # epoch ms
-    frames: list[Received]
+    frames: list[Any]  # Received, or what ``read``'s ``prepare`` made of each
     unreadable: int  # lines that were not a frame (counted, skipped)
 
 
@@ -93,8 +95,12 @@ class Spool:
         self.path.unlink(missing_ok=True)
 
 
-def read(path: Path) -> Session:
-    """A session file as it was exported; a file that is not one is a sentence."""
+def read(path: Path, prepare: Callable[[Received], Any] | None = None) -> Session:
+    """A session file as it was exported; a file that is not one is a sentence.
+
+    ``prepare`` stands in for each frame with what it returns, as the file is read, so that
+    tens of thousands of parsed frames need not all be alive at once (every one is dozens of
+    objects the garbage collector walks while they live)."""
     try:
         # JSON lines end at a newline only: a frame's text may hold a line separator (U+2028)
         # that splitlines would break it at. A file written on Windows ends them with \r\n.
@@ -124,8 +130,9 @@ def read(path: Path) -> Session:
             unreadable += 1
             continue
         kind = record.get("kind") if record.get("kind") in ("live", "history", "filled") else "live"
-        size = len(json.dumps(frame, separators=(",", ":")))
-        frames.append(Received(at / 1000, frame, size, kind))
+        text = json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+        received = Received(at / 1000, frame, len(text.encode("utf-8")), kind, text)
+        frames.append(received if prepare is None else prepare(received))
     return Session(
         room=str(header.get("room", "")),
         environment=str(header.get("environment", "")),

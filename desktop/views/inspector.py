@@ -14,7 +14,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from PySide6.QtCore import QModelIndex, Qt, QTimer
+from PySide6.QtCore import QModelIndex, Qt, QTimer, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -41,12 +41,13 @@ from PySide6.QtWidgets import (
 from desktop import messages
 from desktop.models.base import tone
 from desktop.models.inspector import StreamColumn, StreamModel
-from desktop.services import composer, sessions
+from desktop.services import composer
 from desktop.services.classrooms import Classrooms, Member
 from desktop.services.errors import ConsoleError
 from desktop.services.room import Status
 from desktop.views.whiteboard import WhiteboardPanel
 from desktop.views.widgets import ElidedLabel, StateDot, heading, note
+from desktop.workers import inspector
 from desktop.workers.inspector import Filters, InspectorSession, SendOutcome
 
 PHASE_TONES = {"live": "good", "connecting": "warn", "reconnecting": "warn", "closed": "muted"}
@@ -397,6 +398,8 @@ class InspectorTab(QWidget):
 class InspectorView(QWidget):
     """The section: a classroom id to join, and a tab for each classroom open."""
 
+    file_opened = Signal(object)  # the InspectorTab of a session file, once it is read
+
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.service: Classrooms | None = None
@@ -482,20 +485,23 @@ class InspectorView(QWidget):
         if path:
             self.open_file(Path(path))
 
-    def open_file(self, path: Path) -> InspectorTab | None:
-        try:
-            loaded = sessions.read(path)
-        except ConsoleError as error:
-            messages.report_error(error)
-            return None
+    def open_file(self, path: Path) -> None:
+        """Open a session file in a tab of its own; it is read in a worker, and the tab comes
+        when it has been (a file that is not a session is a sentence instead)."""
+        messages.info(f"Opening {path.name}…")
+        self.open_button.setEnabled(False)  # one at a time
+        inspector.open_file(path, self._opened, lambda: self.open_button.setEnabled(True))
+
+    def _opened(self, opened: inspector.OpenedFile) -> None:
+        loaded = opened.session
         session = InspectorSession(loaded.room, None, loaded.environment, parent=self)
         tab = self._add(session, f"{loaded.room} (file)")
-        tab.session.load_offline(loaded)
+        tab.session.load_offline(opened)
         if loaded.unreadable:
             messages.info(
-                f"{path.name}: {loaded.unreadable} lines were not frames and were skipped."
+                f"{opened.path.name}: {loaded.unreadable} lines were not frames and were skipped."
             )
-        return tab
+        self.file_opened.emit(tab)
 
     def _add(self, session: InspectorSession, title: str) -> InspectorTab:
         tab = InspectorTab(session)

@@ -99,6 +99,34 @@ def _number(row: StreamRow) -> int:
     return row.number
 
 
+@dataclass(frozen=True)
+class OpenedFile:
+    """A session file read, its rows made and its board read: what ``load_offline`` files."""
+
+    path: Path
+    session: sessions.Session  # its frames are the arrivals, numbered from 1
+
+    @property
+    def arrivals(self) -> list[Arrival]:
+        return self.session.frames
+
+
+def _open(path: Path) -> OpenedFile:
+    numbers = itertools.count(1)
+    return OpenedFile(path, sessions.read(path, lambda event: arrival(next(numbers), event)))
+
+
+def open_file(path: Path, opened: Callable[[OpenedFile], None], done: Callable[[], None]) -> None:
+    """Reads a session file in a worker (a ticket's file may hold tens of thousands of frames,
+    each made into a row and read for the board): ``opened`` gets it on the GUI thread; a file
+    that is not a session is a sentence to the user; ``done`` is called either way."""
+    worker = FunctionWorker(_open, path)
+    worker.signals.returned.connect(opened)
+    worker.signals.errored.connect(messages.report_error)
+    worker.signals.finished.connect(done)  # connected before it starts: it may be quick
+    start(worker, report_errors=False)
+
+
 class InspectorSession(QObject):
     status_changed = Signal(object)  # room.Status
     rows_added = Signal(object)  # list[StreamRow] passing the filters, at the end
@@ -197,12 +225,15 @@ class InspectorSession(QObject):
         messages.report_error(error, context=f"The Inspector's connection to {self.room}")
         self._set_status(Status("closed", messages.sentence(error)))
 
-    def load_offline(self, session: sessions.Session) -> None:
-        """A session from a file: its frames as they came, no connection."""
-        self.status = Status("closed", f"Opened from a file ({len(session.frames):,} frames).")
+    def load_offline(self, opened: OpenedFile) -> None:
+        """A session from a file (``open_file``): its frames as they came, no connection,
+        filed a share at a time like a live burst."""
+        count = len(opened.arrivals)
+        self.status = Status("closed", f"Opened from a file ({count:,} frames).")
         self.status_changed.emit(self.status)
-        self._ingest([arrival(self._next(), event) for event in session.frames])
-        self.rows_reset.emit(list(self.shown))
+        self._numbers = itertools.count(count + 1)  # the file's rows are numbered 1 to count
+        self._incoming.extend(opened.arrivals)
+        self._take()
 
     # The stream
 

@@ -10,6 +10,7 @@ import uuid
 
 from PySide6.QtCore import Qt
 
+from desktop import messages
 from desktop.models.inspector import StreamColumn
 
 WAIT = 20_000
@@ -224,8 +225,14 @@ def test_an_exported_session_opens_again_offline(qtbot, console, join, room, tmp
     lines = path.read_text().splitlines()
     assert json.loads(lines[0])["room"] == room and len(lines) >= 3
 
-    opened = console.inspector_view.open_file(path)
+    view = console.inspector_view
+    with qtbot.waitSignal(view.file_opened, timeout=WAIT) as signal:
+        view.open_file(path)  # read in a worker: the tab comes when it has been
+    opened = signal.args[0]
+    qtbot.waitUntil(lambda: not opened.session._incoming, timeout=WAIT)
     assert opened.session.offline and opened.session.status.phase == "closed"
+    assert opened.model.rowCount() == len(opened.session.rows)
+    assert view.open_button.isEnabled()
     assert [r.seq for r in opened.session.rows if r.seq] == [
         r.seq for r in tab.session.rows if r.seq
     ]
@@ -235,7 +242,15 @@ def test_an_exported_session_opens_again_offline(qtbot, console, join, room, tmp
 
     bad = tmp_path / "notes.jsonl"
     bad.write_text('{"hello": 1}\n')
-    assert console.inspector_view.open_file(bad) is None
+    tabs = view.tabs.count()
+    posted = []
+    messages.bus().posted.connect(posted.append)
+    view.open_file(bad)
+    qtbot.waitUntil(
+        lambda: any("is not an Inspector session" in m.text for m in posted), timeout=WAIT
+    )
+    qtbot.waitUntil(view.open_button.isEnabled, timeout=WAIT)
+    assert view.tabs.count() == tabs  # a sentence, and no tab
 
 
 def test_open_in_inspector_from_classrooms(qtbot, console, join, room):
