@@ -207,12 +207,14 @@ def test_each_post_gets_its_own_outcome_in_its_own_place(raw_server):
     all_received = threading.Event()
 
     def answer(request):
+        # Whichever request arrives last says so, the first post too: on a loaded machine its
+        # lane may connect after the others have sent everything.
+        if len(server.requests) == len(posts):
+            all_received.set()
         if request.body == b'{"n":0}':
             # The first post is answered once every other one has reached the server, so
             # after them: places are not answer order.
             all_received.wait(10)
-        elif len(server.requests) == len(posts):
-            all_received.set()
         return OUTCOMES.get(connection_id(request), (OK, None))[0]
 
     server = raw_server(answer)
