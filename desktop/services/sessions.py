@@ -61,19 +61,19 @@ class Spool:
         )
 
     def _line(self, record: dict) -> None:
+        self._write(json.dumps(record, separators=(",", ":")))
+
+    def _write(self, line: str) -> None:
         with self._lock:
             if not self._file.closed:
-                self._file.write(json.dumps(record, separators=(",", ":")) + "\n")
+                self._file.write(line + "\n")
 
     def write(self, received: Received) -> None:
         # The frame's own line of JSON, not written out again (one line: see Received.json).
-        line = (
+        self._write(
             f'{{"receivedAt":{int(received.at * 1000)},"kind":{json.dumps(received.kind)},'
-            f'"frame":{received.json}}}\n'
+            f'"frame":{received.json}}}'
         )
-        with self._lock:
-            if not self._file.closed:
-                self._file.write(line)
         self.frames += 1
 
     def export(self, destination: Path) -> int:

@@ -524,9 +524,7 @@ class BoardTimeline:
             if self._seqs and entries[0].seq < self._seqs[-1]:
                 self._keep(sorted([*self._entries(), *entries], key=lambda entry: entry.seq))
                 self.latest = base.copy()
-                perform = self.latest._perform
-                for seq, kind, change in zip(self._seqs, self._kinds, self._changes, strict=True):
-                    perform(seq, kind, change)
+                self._replay(self.latest, len(self._seqs))
             else:
                 for entry in entries:
                     self._seqs.append(entry.seq)
@@ -542,18 +540,21 @@ class BoardTimeline:
         if position >= len(self._seqs):
             return self.latest.copy()
         board = self.base.copy()
-        perform = board._perform
-        position = max(position, 0)
-        for seq, kind, change in zip(
-            self._seqs[:position], self._kinds[:position], self._changes[:position], strict=True
-        ):
-            perform(seq, kind, change)
+        self._replay(board, max(position, 0))
         return board
 
     def board_after(self, seq: int) -> Board:
         """The board just after ``seq``, as ``replay(messages, seq)`` would draw it (``base``
         for a seq let go)."""
         return self.board_at(self.position_of(seq))
+
+    def _replay(self, board: Board, count: int) -> None:
+        """The first ``count`` kept messages applied to ``board``."""
+        perform = board._perform
+        for seq, kind, change in zip(
+            self._seqs[:count], self._kinds[:count], self._changes[:count], strict=True
+        ):
+            perform(seq, kind, change)
 
     def _entries(self) -> list[ReadEntry]:
         """The kept messages as entries again (for the rare re-sort a late message needs)."""
@@ -573,11 +574,7 @@ class BoardTimeline:
     def _let_go(self, count: int) -> None:
         if count <= 0:
             return
-        perform = self.base._perform
-        for seq, kind, change in zip(
-            self._seqs[:count], self._kinds[:count], self._changes[:count], strict=True
-        ):
-            perform(seq, kind, change)
+        self._replay(self.base, count)
         del self._seqs[:count]
         del self._times[:count]
         del self._kinds[:count]

@@ -249,14 +249,14 @@ class InspectorSession(QObject):
     def _arrived(self, batch: list) -> None:
         self._incoming.extend(batch)
 
-    def _take(self, limit: int = TAKE_MAX) -> None:
-        """What arrived since the last tick, into the table in one go: up to ``limit`` events,
-        and the rest ``REST_MS`` later."""
+    def _take(self) -> None:
+        """What arrived since the last tick, into the table in one go: up to ``TAKE_MAX``
+        events, and the rest ``REST_MS`` later."""
         if not self._incoming:
             return
-        if len(self._incoming) > limit:
-            events = self._incoming[:limit]
-            del self._incoming[:limit]
+        if len(self._incoming) > TAKE_MAX:
+            events = self._incoming[:TAKE_MAX]
+            del self._incoming[:TAKE_MAX]
             self._rest.start()
         else:
             events, self._incoming = self._incoming, []
